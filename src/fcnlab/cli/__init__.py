@@ -1,0 +1,1 @@
+"""The ``fcnlab`` command line: only this package knows about argv."""

@@ -1,0 +1,56 @@
+"""Entry point: builds the parser from the command modules and turns errors into one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from fcnlab import __version__
+
+# Each module defines ``register(subparsers)``, which adds its sub-command with a ``run`` default.
+COMMAND_MODULES = ("fcnlab.cli.demo",)
+
+
+class CommandError(Exception):
+    """An error meant for the person at the terminal: printed as one line, without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fcnlab`` argument parser with every registered sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="fcnlab",
+        description="Fully convolutional learning on PyTorch: segmentation models, training, "
+        "evaluation and the primitives behind them.",
+    )
+    parser.add_argument("--version", action="version", version=f"fcnlab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[yellow]interrupted[/yellow]")
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        Console(stderr=True, highlight=False).print(
+            f"[bold red]error:[/bold red] {error}", markup=True
+        )
+        print("(run with --debug for the full traceback)", file=sys.stderr)
+        return 1
