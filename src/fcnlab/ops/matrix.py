@@ -59,7 +59,9 @@ def conv2d_matrix(
     rows, cols, values = rows[inside], cols[inside], values[inside]
     size = (c_out * oh * ow, c_in * h * w)
     if sparse:
-        return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, size).coalesce()
+        return torch.sparse_coo_tensor(
+            torch.stack([rows, cols]), values, size, check_invariants=True
+        ).coalesce()
     matrix = weight.new_zeros(size)
     # Each (row, col) pair occurs at most once, so a plain index_put is exact.
     return matrix.index_put((rows, cols), values)
