@@ -46,6 +46,13 @@ def check_labels(
         raise ValueError(f"{what} has values {shown} outside the classes; expected {allowed}")
 
 
+def valid_mask(target: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
+    """Boolean mask of the pixels that count: those whose target is not ``ignore_index``."""
+    if ignore_index is None:
+        return torch.ones_like(target, dtype=torch.bool)
+    return target != ignore_index
+
+
 def as_labels(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Predicted labels with ``target``'s shape from labels (N, H, W) or logits (N, K, H, W).
 
@@ -79,9 +86,7 @@ def confusion_matrix(
     labels = as_labels(pred, target, num_classes)
     check_labels(target, num_classes, ignore_index, "target")
     check_labels(labels, num_classes, None, "prediction")
-    keep = (
-        target != ignore_index if ignore_index is not None else torch.ones_like(target, dtype=bool)
-    )
+    keep = valid_mask(target, ignore_index)
     index = target[keep].long() * num_classes + labels[keep].long()
     counts = torch.bincount(index, minlength=num_classes * num_classes)
     return counts.reshape(num_classes, num_classes)
