@@ -1,0 +1,35 @@
+"""Segmentation models and their encoders: registries, builders, weight loading.
+
+Importing this package registers every encoder family and architecture.
+"""
+
+from __future__ import annotations
+
+from fcnlab.models import encoders
+from fcnlab.models.encoders import load_darknet_weights
+from fcnlab.models.freeze import freeze_encoder, param_groups, unfreeze_encoder
+from fcnlab.models.registry import (
+    ENCODERS,
+    MODELS,
+    build_encoder,
+    build_model,
+    list_encoders,
+    list_models,
+)
+from fcnlab.models.weights import load_weights, read_state_dict
+
+__all__ = [
+    "ENCODERS",
+    "MODELS",
+    "build_encoder",
+    "build_model",
+    "encoders",
+    "freeze_encoder",
+    "list_encoders",
+    "list_models",
+    "load_darknet_weights",
+    "load_weights",
+    "param_groups",
+    "read_state_dict",
+    "unfreeze_encoder",
+]
