@@ -1,0 +1,301 @@
+"""``Shapes``: a procedurally generated segmentation set that needs no files and no download.
+
+Each image holds one to a few shapes (disk, square, triangle, ring, bar, cross) of random size,
+rotation, colour and texture on a textured background, with mild noise; later shapes occlude
+earlier ones, in the mask as in the image. Colours are drawn independently of the class, so a model
+has to learn shape, not colour. Sample ``i`` is generated from a generator seeded by
+``(seed, split, i)``: random access, repeated epochs and DataLoader workers all see the same data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from fcnlab.data.registry import DATASETS
+
+SHAPE_KINDS = ("disk", "square", "triangle", "ring", "bar", "cross")
+SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
+TARGETS = ("mask", "dominant")
+# Background black, then one well-separated colour per shape kind (for drawing masks only).
+SHAPES_PALETTE = np.array(
+    [
+        (0, 0, 0),
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+    ],
+    dtype=np.uint8,
+)
+# A new shape is placed again when it would hide more than this share of an earlier one.
+MAX_OCCLUDED = 0.4
+# Mean absolute RGB difference a shape keeps from what it is painted over, so edges stay visible.
+MIN_CONTRAST = 0.25
+PLACEMENT_TRIES = 20
+
+
+def shape_mask(
+    kind: str,
+    height: int,
+    width: int,
+    center: tuple[float, float],
+    radius: float,
+    angle: float = 0.0,
+    aspect: float = 0.25,
+) -> np.ndarray:
+    """Boolean (H, W) mask of one shape, sampled at pixel centres.
+
+    ``center`` is (x, y) in pixels, ``radius`` the half-extent, ``angle`` the rotation in radians.
+    disk: radius ``r``; ring: radii ``aspect*r`` .. ``r`` (``aspect`` is the inner-radius ratio);
+    square: half-side ``0.85 r``; triangle: equilateral with circumradius ``1.15 r``; bar: half
+    sizes ``r`` x ``aspect*r``; cross: two such bars at right angles.
+    """
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
+    dx, dy = x - center[0], y - center[1]
+    cos, sin = np.cos(angle), np.sin(angle)
+    u, v = dx * cos + dy * sin, -dx * sin + dy * cos
+    if kind == "disk":
+        return u * u + v * v <= radius * radius
+    if kind == "ring":
+        d2 = u * u + v * v
+        return (d2 <= radius * radius) & (d2 >= (aspect * radius) ** 2)
+    if kind == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.85 * radius
+    if kind == "triangle":
+        inradius = 1.15 * radius / 2
+        normals = (np.pi / 2, np.pi / 2 + 2 * np.pi / 3, np.pi / 2 + 4 * np.pi / 3)
+        inside = np.ones((height, width), dtype=bool)
+        for a in normals:
+            inside &= u * np.cos(a) + v * np.sin(a) <= inradius
+        return inside
+    if kind == "bar":
+        return (np.abs(u) <= radius) & (np.abs(v) <= aspect * radius)
+    if kind == "cross":
+        arm = aspect * radius
+        return ((np.abs(u) <= radius) & (np.abs(v) <= arm)) | (
+            (np.abs(u) <= arm) & (np.abs(v) <= radius)
+        )
+    raise ValueError(f"unknown shape kind {kind!r}; expected one of {', '.join(SHAPE_KINDS)}")
+
+
+def dominant_class(mask: torch.Tensor, ignore_index: int = 255) -> int:
+    """The class covering the most pixels of ``mask`` (H, W), background (0) and ignore excluded.
+
+    Ties go to the smaller class index; a mask without any shape pixel gives 0.
+    """
+    labels = mask[(mask != 0) & (mask != ignore_index)]
+    if labels.numel() == 0:
+        return 0
+    return int(torch.bincount(labels).argmax())
+
+
+def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
+    """(H, W) noise in [0, 1]: a ``cells`` x ``cells`` random grid upsampled bilinearly."""
+    grid = torch.from_numpy(rng.random((1, 1, cells, cells), dtype=np.float32))
+    return F.interpolate(grid, size=(height, width), mode="bilinear", align_corners=False)[
+        0, 0
+    ].numpy()
+
+
+def _pattern(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """(H, W) texture in [0, 1]: a ramp, stripes, blotches or a checkerboard, at random."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32) / max(height, width)
+    phi = rng.uniform(0, np.pi)
+    t = x * np.cos(phi) + y * np.sin(phi)
+    kind = rng.integers(4)
+    if kind == 0:
+        return (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+    if kind == 1:
+        return 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(3, 8) * t + rng.uniform(0, 2 * np.pi))
+    if kind == 2:
+        return _smooth_noise(rng, height, width, int(rng.integers(3, 8)))
+    cell = rng.uniform(0.08, 0.2)
+    return ((np.floor(x / cell) + np.floor(y / cell)) % 2).astype(np.float32)
+
+
+def _textured(rng: np.random.Generator, height: int, width: int, contrast: float) -> np.ndarray:
+    """(H, W, 3) image: two random colours at most ``contrast`` apart, mixed by a texture."""
+    base = rng.uniform(0, 1, 3).astype(np.float32)
+    other = np.clip(base + rng.uniform(-contrast, contrast, 3), 0, 1).astype(np.float32)
+    t = _pattern(rng, height, width)[..., None]
+    return (base * (1 - t) + other * t).astype(np.float32)
+
+
+class Shapes(Dataset):
+    """Procedurally generated shapes: ``ds[i]`` is ``(image, mask)`` or ``(image, label)``.
+
+    image: float32 (3, H, W) in [0, 1]; mask: int64 (H, W) with 0 = background and 1.. the shape
+    kinds in ``SHAPE_KINDS`` order; ``target="dominant"`` returns instead the class covering the
+    most pixels (``dominant_class``), for image-level classification. ``size`` is an int or
+    (H, W); ``scale`` bounds the shape radius as a fraction of the smaller side.
+    """
+
+    ignore_index = 255
+
+    def __init__(
+        self,
+        num_images: int = 1000,
+        size: int | tuple[int, int] = 128,
+        seed: int = 0,
+        num_classes: int = 6,
+        split: str = "train",
+        target: str = "mask",
+        transforms: Callable[..., Any] | None = None,
+        shapes_per_image: tuple[int, int] = (1, 4),
+        scale: tuple[float, float] = (0.12, 0.3),
+        noise: float = 0.03,
+    ) -> None:
+        if not 2 <= num_classes <= len(SHAPE_KINDS) + 1:
+            raise ValueError(
+                f"Shapes num_classes={num_classes}: expected 2..{len(SHAPE_KINDS) + 1} "
+                f"(background + up to {len(SHAPE_KINDS)} shape kinds)"
+            )
+        if split not in SPLIT_STREAMS:
+            raise ValueError(f"Shapes split {split!r}: expected one of {', '.join(SPLIT_STREAMS)}")
+        if target not in TARGETS:
+            raise ValueError(f"Shapes target {target!r}: expected one of {', '.join(TARGETS)}")
+        if not 1 <= shapes_per_image[0] <= shapes_per_image[1]:
+            raise ValueError(f"Shapes shapes_per_image={shapes_per_image}: expected 1 <= lo <= hi")
+        if not 0 < scale[0] <= scale[1] <= 0.5:
+            raise ValueError(f"Shapes scale={scale}: expected 0 < lo <= hi <= 0.5")
+        self.num_images = num_images
+        self.height, self.width = (size, size) if isinstance(size, int) else size
+        self.seed = seed
+        self.split = split
+        self.target = target
+        self.transforms = transforms
+        self.shapes_per_image = shapes_per_image
+        self.scale = scale
+        self.noise = noise
+        self.kinds = SHAPE_KINDS[: num_classes - 1]
+        self.classes = ("background", *self.kinds)
+        self.palette = SHAPES_PALETTE[:num_classes].copy()
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes, background included."""
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def generator(self, index: int) -> np.random.Generator:
+        """The generator that draws sample ``index`` (seeded by seed, split and index)."""
+        if not 0 <= index < self.num_images:
+            raise IndexError(f"Shapes index {index} out of range for {self.num_images} images")
+        return np.random.default_rng([self.seed, SPLIT_STREAMS[self.split], index])
+
+    def render(self, index: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Sample ``index`` before transforms: image (H, W, 3) float32, instance map (H, W)
+        int64 (-1 = background, k = the k-th shape), and the class of each instance."""
+        rng = self.generator(index)
+        h, w = self.height, self.width
+        image = _textured(rng, h, w, contrast=0.3)
+        instances = np.full((h, w), -1, dtype=np.int64)
+        areas: list[int] = []
+        labels: list[int] = []
+        lo, hi = self.shapes_per_image
+        for _ in range(int(rng.integers(lo, hi + 1))):
+            placed = self._place(rng, instances, areas)
+            if placed is None:
+                continue
+            label, inside = placed
+            image[inside] = self._fill(rng, image, inside)
+            instances[inside] = len(labels)
+            areas.append(int(inside.sum()))
+            labels.append(label)
+        if self.noise > 0:
+            image = image + rng.normal(0, self.noise, image.shape).astype(np.float32)
+        return np.clip(image, 0, 1).astype(np.float32), instances, labels
+
+    def _place(
+        self, rng: np.random.Generator, instances: np.ndarray, areas: list[int]
+    ) -> tuple[int, np.ndarray] | None:
+        """Draw a shape that hides at most ``MAX_OCCLUDED`` of every earlier one (or None)."""
+        h, w = self.height, self.width
+        side = min(h, w)
+        for _ in range(PLACEMENT_TRIES):
+            label = int(rng.integers(len(self.kinds))) + 1
+            kind = self.kinds[label - 1]
+            radius = rng.uniform(*self.scale) * side
+            margin = 0.7 * radius
+            center = (rng.uniform(margin, w - margin), rng.uniform(margin, h - margin))
+            aspect = rng.uniform(0.4, 0.55) if kind == "ring" else rng.uniform(0.25, 0.35)
+            inside = shape_mask(kind, h, w, center, radius, rng.uniform(0, 2 * np.pi), aspect)
+            if not inside.any():
+                continue
+            hidden = np.bincount(instances[inside & (instances >= 0)], minlength=len(areas))
+            if all(hidden[k] <= MAX_OCCLUDED * areas[k] for k in range(len(areas))):
+                return label, inside
+        return None
+
+    def _fill(self, rng: np.random.Generator, image: np.ndarray, inside: np.ndarray) -> np.ndarray:
+        """Pixels of a shape: a random colour contrasting with what it covers, mildly textured."""
+        under = image[inside].mean(axis=0)
+        colour = rng.uniform(0, 1, 3).astype(np.float32)
+        for _ in range(PLACEMENT_TRIES):
+            if np.abs(colour - under).mean() >= MIN_CONTRAST:
+                break
+            colour = rng.uniform(0, 1, 3).astype(np.float32)
+        texture = _textured(rng, self.height, self.width, contrast=0.15)[inside]
+        return np.clip(colour + (texture - texture.mean(axis=0)), 0, 1)
+
+    def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(image, mask)`` of sample ``index`` before transforms."""
+        image, instances, labels = self.render(index)
+        lookup = np.array([0, *labels], dtype=np.int64)
+        mask = lookup[instances + 1]
+        return torch.from_numpy(image).permute(2, 0, 1).contiguous(), torch.from_numpy(mask)
+
+    def load_mask(self, index: int) -> torch.Tensor:
+        """The mask of sample ``index`` before transforms, int64 (H, W)."""
+        return self.load(index)[1]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.load(index)
+        if self.transforms is not None:
+            image, mask = self.transforms(image, mask)
+        if self.target == "dominant":
+            return image, torch.tensor(dominant_class(mask, self.ignore_index))
+        return image, mask
+
+    def instances(self, index: int) -> dict[str, torch.Tensor]:
+        """Visible instances of sample ``index`` (before transforms), for detection.
+
+        boxes: float32 (K, 4) as (x1, y1, x2, y2) pixel edges around the visible pixels; labels:
+        int64 (K,); masks: bool (K, H, W). Shapes hidden entirely by later ones are left out.
+        """
+        _, instances, labels = self.render(index)
+        masks = instances[None] == np.arange(len(labels))[:, None, None]
+        keep = masks.any(axis=(1, 2))
+        masks, kept_labels = masks[keep], np.array(labels, dtype=np.int64)[keep]
+        boxes = np.zeros((len(masks), 4), dtype=np.float32)
+        for k, m in enumerate(masks):
+            ys, xs = np.nonzero(m)
+            boxes[k] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        return {
+            "boxes": torch.from_numpy(boxes),
+            "labels": torch.from_numpy(kept_labels),
+            "masks": torch.from_numpy(masks),
+        }
+
+
+@DATASETS.register("shapes")
+def build_shapes(
+    root: object = None,
+    split: str = "train",
+    transforms: Callable[..., Any] | None = None,
+    **options: Any,
+) -> Shapes:
+    """``Shapes`` through the registry; it is generated, so ``root`` must stay None."""
+    if root is not None:
+        raise ValueError(f"the shapes data set is generated and takes no root (got {root!r})")
+    return Shapes(split=split, transforms=transforms, **options)

@@ -1,0 +1,272 @@
+"""Joint image + mask transforms: one random draw moves both, the mask is never blended.
+
+Every transform is called as ``t(image, mask, generator=None)`` with image float (3, H, W) and
+mask int64 (H, W), and returns the transformed pair. Masks are resized with nearest neighbour
+(pixel-centre aligned, ``nearest-exact``, so they stay on the image's grid) and padded with the
+ignore index; colour changes touch the image only.
+
+Randomness comes from ``generator`` when one is given, else from torch's global generator, which
+the DataLoader seeds differently in every worker (``base_seed + worker_id``): ``torch.manual_seed``
+makes a pipeline reproducible, and workers never repeat each other's draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IGNORE_INDEX = 255
+
+Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator))
+
+
+def _randint(high: int, generator: torch.Generator | None) -> int:
+    """An integer in [0, high]."""
+    return int(torch.randint(high + 1, (), generator=generator))
+
+
+def check_pair(image: torch.Tensor, mask: torch.Tensor) -> None:
+    """Raise a ValueError unless image is (C, H, W) floating point and mask (H, W) on its grid."""
+    if image.dim() != 3 or not image.is_floating_point():
+        raise ValueError(
+            f"image must be a float (C, H, W) tensor, got {image.dtype} {tuple(image.shape)}"
+        )
+    if mask.shape != image.shape[1:]:
+        raise ValueError(
+            f"mask is {tuple(mask.shape)} but its image is {tuple(image.shape[1:])}: "
+            "expected a (H, W) mask of the same size"
+        )
+
+
+def resize(image: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) -> Pair:
+    """Resize to ``size`` (H, W): the image bilinearly (antialiased), the mask by nearest."""
+    if tuple(image.shape[1:]) == tuple(size):
+        return image, mask
+    image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True)[0]
+    mask = F.interpolate(mask[None, None].float(), size=size, mode="nearest-exact")[0, 0]
+    return image, mask.to(torch.int64)
+
+
+def pad_to(
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    height: int,
+    width: int,
+    fill: float = 0.0,
+    ignore_index: int = IGNORE_INDEX,
+) -> Pair:
+    """Pad bottom and right up to at least ``height`` x ``width``; the mask with ignore."""
+    pad_h, pad_w = max(height - image.shape[1], 0), max(width - image.shape[2], 0)
+    if pad_h == 0 and pad_w == 0:
+        return image, mask
+    image = F.pad(image, (0, pad_w, 0, pad_h), value=fill)
+    return image, F.pad(mask, (0, pad_w, 0, pad_h), value=ignore_index)
+
+
+def crop(
+    image: torch.Tensor, mask: torch.Tensor, top: int, left: int, height: int, width: int
+) -> Pair:
+    """The ``height`` x ``width`` window at (``top``, ``left``) of both."""
+    window = (slice(top, top + height), slice(left, left + width))
+    return image[:, window[0], window[1]], mask[window]
+
+
+def hflip(image: torch.Tensor, mask: torch.Tensor) -> Pair:
+    """Mirror both left to right."""
+    return image.flip(-1), mask.flip(-1)
+
+
+def adjust_colour(
+    image: torch.Tensor, brightness: float = 1.0, contrast: float = 1.0, saturation: float = 1.0
+) -> torch.Tensor:
+    """Scale brightness, contrast (towards the mean grey) and saturation (towards the grey image).
+
+    The factors follow torchvision's ``ColorJitter``: 1 leaves the image as it is; the result is
+    clamped to [0, 1] after each step.
+    """
+    image = (image * brightness).clamp(0, 1)
+    mean = grey(image).mean()
+    image = ((image - mean) * contrast + mean).clamp(0, 1)
+    return ((image - grey(image)) * saturation + grey(image)).clamp(0, 1)
+
+
+def grey(image: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma (H, W) of an RGB image (3, H, W), as torchvision's ``rgb_to_grayscale``."""
+    return 0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]
+
+
+def normalize(
+    image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
+    """``(image - mean) / std`` per channel."""
+    mean_t = torch.as_tensor(mean, dtype=image.dtype).view(-1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=image.dtype).view(-1, 1, 1)
+    return (image - mean_t) / std_t
+
+
+class Compose:
+    """Apply transforms in order to (image, mask), passing the same ``generator`` to each."""
+
+    def __init__(self, transforms: Sequence[object]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(
+        self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> Pair:
+        check_pair(image, mask)
+        for transform in self.transforms:
+            image, mask = transform(image, mask, generator=generator)
+        return image, mask
+
+    def __repr__(self) -> str:
+        inner = ", ".join(map(repr, self.transforms))
+        return f"Compose([{inner}])"
+
+
+class Resize:
+    """Resize to a fixed (H, W) (an int gives a square)."""
+
+    def __init__(self, size: int | tuple[int, int]) -> None:
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+
+    def __call__(
+        self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> Pair:
+        return resize(image, mask, self.size)
+
+    def __repr__(self) -> str:
+        return f"Resize({self.size})"
+
+
+class RandomScale:
+    """Resize by a factor drawn uniformly from [``min_scale``, ``max_scale``]."""
+
+    def __init__(self, min_scale: float = 0.5, max_scale: float = 2.0) -> None:
+        if not 0 < min_scale <= max_scale:
+            raise ValueError(f"RandomScale({min_scale}, {max_scale}): expected 0 < min <= max")
+        self.min_scale, self.max_scale = min_scale, max_scale
+
+    def __call__(
+        self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> Pair:
+        factor = _uniform(self.min_scale, self.max_scale, generator)
+        height, width = image.shape[1:]
+        size = (max(1, round(height * factor)), max(1, round(width * factor)))
+        return resize(image, mask, size)
+
+    def __repr__(self) -> str:
+        return f"RandomScale({self.min_scale}, {self.max_scale})"
+
+
+class RandomCrop:
+    """A random ``size`` window; smaller inputs are first padded (image ``fill``, mask ignore)."""
+
+    def __init__(
+        self, size: int | tuple[int, int], fill: float = 0.0, ignore_index: int = IGNORE_INDEX
+    ) -> None:
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.fill, self.ignore_index = fill, ignore_index
+
+    def __call__(
+        self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> Pair:
+        height, width = self.size
+        image, mask = pad_to(image, mask, height, width, self.fill, self.ignore_index)
+        top = _randint(image.shape[1] - height, generator)
+        left = _randint(image.shape[2] - width, generator)
+        return crop(image, mask, top, left, height, width)
+
+    def __repr__(self) -> str:
+        return f"RandomCrop({self.size})"
+
+
+class RandomHorizontalFlip:
+    """Mirror both with probability ``p``."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def __call__(
+        self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> Pair:
+        if float(torch.rand((), generator=generator)) < self.p:
+            return hflip(image, mask)
+        return image, mask
+
+    def __repr__(self) -> str:
+        return f"RandomHorizontalFlip({self.p})"
+
+
+class ColorJitter:
+    """Random brightness, contrast and saturation factors in [1 - x, 1 + x]; the mask is kept."""
+
+    def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4):
+        self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
+
+    def __call__(
+        self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> Pair:
+        factors = [
+            _uniform(max(0.0, 1 - x), 1 + x, generator)
+            for x in (self.brightness, self.contrast, self.saturation)
+        ]
+        return adjust_colour(image, *factors), mask
+
+    def __repr__(self) -> str:
+        return f"ColorJitter({self.brightness}, {self.contrast}, {self.saturation})"
+
+
+class Normalize:
+    """Subtract ``mean`` and divide by ``std`` per channel (ImageNet statistics by default)."""
+
+    def __init__(
+        self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+    ) -> None:
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def __call__(
+        self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> Pair:
+        return normalize(image, self.mean, self.std), mask
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean}, std={self.std})"
+
+
+def train_transforms(
+    crop_size: int | tuple[int, int],
+    scale: tuple[float, float] = (0.5, 2.0),
+    flip: float = 0.5,
+    jitter: float = 0.0,
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Compose:
+    """The usual training pipeline (torchvision's segmentation reference): random scale, random
+    crop padded with ignore, horizontal flip, optional colour jitter, then normalisation
+    (``mean=None`` skips it)."""
+    steps: list[object] = [RandomScale(*scale), RandomCrop(crop_size), RandomHorizontalFlip(flip)]
+    if jitter > 0:
+        steps.append(ColorJitter(jitter, jitter, jitter))
+    if mean is not None:
+        steps.append(Normalize(mean, std))
+    return Compose(steps)
+
+
+def eval_transforms(
+    size: int | tuple[int, int] | None = None,
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Compose:
+    """Evaluation pipeline: optional fixed resize, then normalisation (``mean=None`` skips it)."""
+    steps: list[object] = [] if size is None else [Resize(size)]
+    if mean is not None:
+        steps.append(Normalize(mean, std))
+    return Compose(steps)
