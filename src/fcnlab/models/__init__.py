@@ -5,7 +5,8 @@ Importing this package registers every encoder family and architecture.
 
 from __future__ import annotations
 
-from fcnlab.models import encoders
+from fcnlab.models import encoders, fcn
+from fcnlab.models.classifier import build_classifier, classifier_as_fcn, list_classifiers
 from fcnlab.models.encoders import load_darknet_weights
 from fcnlab.models.freeze import freeze_encoder, param_groups, unfreeze_encoder
 from fcnlab.models.registry import (
@@ -21,10 +22,14 @@ from fcnlab.models.weights import load_weights, read_state_dict
 __all__ = [
     "ENCODERS",
     "MODELS",
+    "build_classifier",
     "build_encoder",
     "build_model",
+    "classifier_as_fcn",
     "encoders",
+    "fcn",
     "freeze_encoder",
+    "list_classifiers",
     "list_encoders",
     "list_models",
     "load_darknet_weights",

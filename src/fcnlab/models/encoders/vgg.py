@@ -88,7 +88,8 @@ class VGGEncoder(Encoder):
     ``width`` scales every channel count (fc layers included) for small CPU variants.
     ``fc6_kernel`` is fc6's size (7 for the ImageNet classifier on 224x224 inputs); fc6 is
     padded by ``fc6_kernel // 2`` so fc7 stays on pool5's grid, except in ``classic`` mode
-    where, as in the reference FCN, it is unpadded.
+    where, as in the reference FCN, it is unpadded; ``fc6_padding`` overrides both (0 makes a
+    224x224 image give a 1x1 output, as the classifier does).
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class VGGEncoder(Encoder):
         fc: bool = False,
         fc6_kernel: int = 7,
         classic: bool = False,
+        fc6_padding: int | None = None,
     ) -> None:
         super().__init__()
         self.features = make_vgg_features(config, batch_norm, width, classic)
@@ -110,11 +112,15 @@ class VGGEncoder(Encoder):
         self.fc_width = scale_channels(FC_WIDTH, width)
         self.fc: nn.Sequential | None = None
         if fc:
-            if not classic and fc6_kernel % 2 == 0:
-                raise ValueError(f"fc6_kernel must be odd to keep pool5's grid, got {fc6_kernel}")
+            if fc6_padding is None:
+                if not classic and fc6_kernel % 2 == 0:
+                    raise ValueError(
+                        f"fc6_kernel must be odd to keep pool5's grid, got {fc6_kernel}"
+                    )
+                fc6_padding = 0 if classic else fc6_kernel // 2
             c, h = scale_channels(convs[-1], width), self.fc_width
             self.fc = nn.Sequential(
-                nn.Conv2d(c, h, fc6_kernel, padding=0 if classic else fc6_kernel // 2),
+                nn.Conv2d(c, h, fc6_kernel, padding=fc6_padding),
                 nn.ReLU(inplace=True),
                 nn.Dropout(),
                 nn.Conv2d(h, h, 1),
@@ -161,15 +167,23 @@ class VGGEncoder(Encoder):
 
 @ENCODERS.register("vgg16")
 def vgg16(
-    width: float = 1.0, fc: bool = False, fc6_kernel: int = 7, classic: bool = False
+    width: float = 1.0,
+    fc: bool = False,
+    fc6_kernel: int = 7,
+    classic: bool = False,
+    fc6_padding: int | None = None,
 ) -> VGGEncoder:
     """VGG-16 (configuration D) without batch norm, torchvision's ``vgg16`` keys."""
-    return VGGEncoder(VGG16, False, width, fc, fc6_kernel, classic)
+    return VGGEncoder(VGG16, False, width, fc, fc6_kernel, classic, fc6_padding)
 
 
 @ENCODERS.register("vgg16_bn")
 def vgg16_bn(
-    width: float = 1.0, fc: bool = False, fc6_kernel: int = 7, classic: bool = False
+    width: float = 1.0,
+    fc: bool = False,
+    fc6_kernel: int = 7,
+    classic: bool = False,
+    fc6_padding: int | None = None,
 ) -> VGGEncoder:
     """VGG-16 with batch norm after every convolution, torchvision's ``vgg16_bn`` keys."""
-    return VGGEncoder(VGG16, True, width, fc, fc6_kernel, classic)
+    return VGGEncoder(VGG16, True, width, fc, fc6_kernel, classic, fc6_padding)
