@@ -202,19 +202,22 @@ def test_overlap_counts_by_hand(pair: tuple[int, int], counts: list[int]) -> Non
 
 
 @pytest.mark.parametrize(
-    ("pair", "interior_counts", "free"),
+    ("pair", "side", "interior_counts", "free"),
     [
-        ((3, 2), {1, 2, 4}, False),
-        ((4, 2), {4}, True),
-        ((5, 2), {4, 6, 9}, False),
-        ((6, 3), {4}, True),
+        ((3, 2), 5, {1, 2, 4}, False),
+        ((4, 2), 4, {4}, True),
+        ((5, 2), 3, {4, 6, 9}, False),
+        ((6, 3), 5, {4}, True),
     ],
 )
 def test_checkerboard_interior(
-    pair: tuple[int, int], interior_counts: set[int], free: bool
+    pair: tuple[int, int], side: int, interior_counts: set[int], free: bool
 ) -> None:
+    # The interior drops the k - 1 border pixels on each side that the input's end starves.
     example = checkerboard_example(*pair, input_size=4)
-    assert set(interior(example.overlap, pair[0]).flatten().tolist()) == interior_counts
+    inner = interior(example.overlap, pair[0])
+    assert inner.shape == (side, side)
+    assert set(inner.flatten().tolist()) == interior_counts
     assert example.checkerboard_free is free
 
 
