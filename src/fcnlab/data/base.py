@@ -1,0 +1,147 @@
+"""``SegmentationDataset``: the shared body of every file-backed data set.
+
+A data set is a list of ``(image_path, mask_path)`` samples plus its classes and palette; a
+subclass finds the samples in its layout and, where its files store something other than class
+indices, overrides :meth:`SegmentationDataset.load_mask`. Loading, size and label checks, joint
+transforms and skipping invalid files live here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from fcnlab.data.io import (
+    DataFormatError,
+    DatasetNotFoundError,
+    Problem,
+    SkipLog,
+    check_same_size,
+    read_image,
+    read_mask,
+    require_path,
+    validate_mask,
+)
+
+Sample = tuple[Path, Path]
+Transforms = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class SegmentationDataset(Dataset):
+    """``ds[i]`` is ``(image, mask)``: float32 ``(3, H, W)`` in [0, 1] and int64 ``(H, W)``.
+
+    ``transforms(image, mask) -> (image, mask)`` is applied to both at once. A file that cannot
+    be used raises :class:`~fcnlab.data.io.DataFormatError` naming it; with ``skip_invalid=True``
+    it is logged, counted in ``skipped`` and the next valid sample is returned in its place.
+    """
+
+    # The split names a subclass accepts (checked by ``check_split``).
+    splits: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        classes: Sequence[str],
+        palette: np.ndarray,
+        transforms: Transforms | None = None,
+        skip_invalid: bool = False,
+        ignore_index: int = 255,
+    ) -> None:
+        self.samples = list(samples)
+        self.classes = tuple(classes)
+        self.palette = np.asarray(palette, dtype=np.uint8)
+        self.transforms = transforms
+        self.skip_invalid = skip_invalid
+        self.ignore_index = ignore_index
+        self.skip_log = SkipLog()
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (the ignore index not counted)."""
+        return len(self.classes)
+
+    @property
+    def skipped(self) -> int:
+        """How many invalid files were skipped so far (in this process)."""
+        return len(self.skip_log)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load_image(self, index: int) -> torch.Tensor:
+        """The image of sample ``index``, float32 ``(3, H, W)``."""
+        return read_image(self.samples[index][0])
+
+    def load_mask(self, index: int) -> torch.Tensor:
+        """The mask of sample ``index`` as class indices, int64 ``(H, W)``, values checked."""
+        path = self.samples[index][1]
+        return validate_mask(read_mask(path), self.num_classes, self.ignore_index, path)
+
+    def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``index`` before transforms; raises ``DataFormatError`` for a bad file."""
+        image, mask = self.load_image(index), self.load_mask(index)
+        check_same_size(image, mask, *self.samples[index])
+        return image, mask
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        index %= len(self)
+        if not self.skip_invalid:
+            image, mask = self.load(index)
+        else:
+            image, mask = self._load_next_valid(index)
+        if self.transforms is not None:
+            image, mask = self.transforms(image, mask)
+        return image, mask
+
+    def _load_next_valid(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``index`` or, if it is invalid, the first valid sample after it (wrapping)."""
+        for offset in range(len(self)):
+            try:
+                return self.load((index + offset) % len(self))
+            except DataFormatError as error:
+                self.skip_log.record(error)
+        raise DataFormatError(self.samples[index][0].parent, f"all {len(self)} samples are invalid")
+
+    def check(
+        self, progress: Callable[[Iterable[int]], Iterable[int]] | None = None
+    ) -> list[Problem]:
+        """Load every sample and return the problems found (file, reason), one per bad sample.
+
+        ``progress`` wraps the index range, e.g. ``rich.progress.track``.
+        """
+        indices: Iterable[int] = range(len(self))
+        problems = []
+        for index in progress(indices) if progress is not None else indices:
+            try:
+                self.load(index)
+            except DataFormatError as error:
+                problems.append(Problem(error.file, error.reason))
+        return problems
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} samples, {self.num_classes} classes)"
+
+
+def find_files(folder: Path, pattern: str, layout: str) -> list[Path]:
+    """The files under ``folder`` matching the glob ``pattern``, sorted; none is an error."""
+    files = sorted(require_path(folder, layout, "folder").glob(pattern))
+    if not files:
+        raise DatasetNotFoundError(
+            f"no files matching '{pattern}' in '{folder}'; expected this layout:\n{layout.rstrip()}"
+        )
+    return files
+
+
+def check_split(dataset: type[SegmentationDataset], split: str) -> None:
+    """Raise ``ValueError`` unless ``split`` is one of ``dataset.splits``."""
+    if split not in dataset.splits:
+        raise ValueError(
+            f"{dataset.__name__} has no split {split!r}; "
+            f"expected one of {', '.join(dataset.splits)}"
+        )
