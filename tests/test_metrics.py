@@ -153,11 +153,13 @@ def _distributed_worker(rank: int, world: int, init_file: str, out_dir: str) -> 
 
 
 def test_compute_and_all_reduce_sum_across_two_gloo_processes(tmp_path: Path) -> None:
-    mp.spawn(
+    # fork rather than spawn: the children skip re-importing torch (seconds on a busy machine).
+    mp.start_processes(
         _distributed_worker,
         args=(2, str(tmp_path / "init"), str(tmp_path)),
         nprocs=2,
         join=True,
+        start_method="fork",
     )
     for rank in range(2):
         result = json.loads((tmp_path / f"rank{rank}.json").read_text())

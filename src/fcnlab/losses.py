@@ -138,8 +138,9 @@ def soft_dice_loss(
     """Multi-class soft Dice loss, ``1 - mean_c (2 sum p_c g_c + s) / (sum p_c + sum g_c + s)``.
 
     ``p`` is the softmax of the logits, ``g`` the one-hot target; sums run over the whole batch
-    and every non-ignored pixel (V-Net's soft Dice, Milletari et al. 2016, with additive
-    smoothing ``s``). Every class takes part, so predicting a class that is absent is penalised.
+    and every non-ignored pixel, with additive smoothing ``s`` (Milletari et al.'s V-Net Dice
+    without the squares in the denominator, as segmentation_models_pytorch). Every class takes
+    part, so predicting a class that is absent from the batch is penalised.
     ``weight`` turns the mean over classes into a weighted mean.
     """
     weight = _check_inputs(logits, target, ignore_index, weight)
