@@ -12,7 +12,7 @@ from rich.console import Console
 from fcnlab import __version__
 
 # Each module defines ``register(subparsers)``, which adds its sub-command with a ``run`` default.
-COMMAND_MODULES = ("fcnlab.cli.demo", "fcnlab.cli.lesson")
+COMMAND_MODULES = ("fcnlab.cli.demo", "fcnlab.cli.lesson", "fcnlab.cli.datasets")
 
 
 class CommandError(Exception):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fcnlab.data import transforms
+from fcnlab.data import datasets, transforms
 from fcnlab.data.registry import DATASETS, build_dataset, list_datasets
 from fcnlab.data.shapes import SHAPE_KINDS, Shapes, dominant_class
 from fcnlab.data.stats import (
@@ -30,6 +30,7 @@ __all__ = [
     "Shapes",
     "build_dataset",
     "class_frequencies",
+    "datasets",
     "dominant_class",
     "eval_transforms",
     "list_datasets",

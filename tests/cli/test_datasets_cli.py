@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fcnlab.cli.main import main
+
+
+def write_pair(
+    root: Path, stem: str, mask: np.ndarray, image_size: tuple[int, int] | None = None
+) -> None:
+    """An RGB JPEG image and an index PNG mask (mode L, values = classes) with the same stem."""
+    height, width = image_size or mask.shape
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(root / "images" / f"{stem}.jpg")
+    Image.fromarray(mask.astype(np.uint8), mode="L").save(root / "masks" / f"{stem}.png")
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    # Hand-worked counts: class 0 has 12 + 7 = 19 pixels, class 1 has 4 (image a), class 2 has 8
+    # (image b); one pixel of b is 255 (ignore), so 31 pixels are labelled.
+    a = np.zeros((4, 4), dtype=np.uint8)
+    a[:2, :2] = 1
+    b = np.zeros((4, 4), dtype=np.uint8)
+    b[2:, :] = 2
+    b[0, 0] = 255
+    write_pair(tmp_path, "a", a)
+    write_pair(tmp_path, "b", b)
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+
+
+def test_check_valid_folder_prints_counts_and_plots(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chart = tmp_path / "freq.png"
+    code = main(["datasets", "check", str(folder), "--format", "folder", "--plot", str(chart)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "no problems found" in out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if "│ class_" in line}
+    assert rows.keys() == {"class_0", "class_1", "class_2"}
+    # class, pixels, share %, images: 19 / 31, 4 / 31, 8 / 31 of the labelled pixels
+    assert [cell.strip() for cell in rows["class_0"].split("│")[1:5]] == [
+        "class_0",
+        "19",
+        "61.29",
+        "2",
+    ]
+    assert [cell.strip() for cell in rows["class_1"].split("│")[1:5]] == [
+        "class_1",
+        "4",
+        "12.90",
+        "1",
+    ]
+    assert [cell.strip() for cell in rows["class_2"].split("│")[1:5]] == [
+        "class_2",
+        "8",
+        "25.81",
+        "1",
+    ]
+    with Image.open(chart) as picture:
+        assert picture.format == "PNG" and picture.width > 100
+
+
+def test_check_reports_bad_files_and_exits_nonzero(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_pair(folder, "wrong_size", np.zeros((4, 4)), image_size=(5, 6))
+    Image.new("RGB", (4, 4)).save(folder / "images" / "lonely.jpg")
+    (folder / "masks" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    Image.new("RGB", (4, 4)).save(folder / "images" / "broken.jpg")
+    code = main(["datasets", "check", str(folder), "--format", "folder"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "3 problems found" in out
+    for name in ("wrong_size.png", "lonely.jpg", "broken.png"):
+        assert name in out
+    assert "6x5" in out or "5x6" in out, "the size mismatch names the sizes"
+
+
+def test_check_split_folders_are_checked_separately(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_pair(tmp_path / "x", "one", np.ones((4, 4)))
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / "x" / sub).rename(tmp_path / sub / "train")
+    write_pair(tmp_path / "v", "two", np.zeros((4, 4)))
+    for sub in ("images", "masks"):
+        (tmp_path / "v" / sub).rename(tmp_path / sub / "val")
+    # train implies classes 0..1 and val only class 0: the chart still draws both splits
+    chart = tmp_path / "chart.png"
+    assert (
+        main(["datasets", "check", str(tmp_path), "--format", "folder", "--plot", str(chart)]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "Class pixel frequencies: train" in out and "Class pixel frequencies: val" in out
+    assert chart.stat().st_size > 0
+
+
+def test_missing_root_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere"
+    assert main(["datasets", "check", str(missing), "--format", "voc"]) == 1
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_missing_layout_shows_the_expected_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["datasets", "check", str(tmp_path), "--format", "voc"]) == 1
+    assert "JPEGImages" in capsys.readouterr().err
+
+
+def test_list_names_every_format(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["datasets", "list"]) == 0
+    names = capsys.readouterr().out.split()
+    assert set(names) >= {"voc", "cityscapes", "coco", "ade20k", "folder", "shapes"}
