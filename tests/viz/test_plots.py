@@ -97,6 +97,12 @@ def test_curves_figure_with_stage_boundaries(tmp_path: Path) -> None:
     assert assert_png(path) == (800, 700)
     assert sorted(p.name for p in path.parent.iterdir()) == ["curves.png"]  # no temporary left
 
+    # the engine's records: 0-based stage indices, "kind" keys, null for a missing score
+    engine = [
+        {"kind": "train", "stage": s // 4, "step": s, "loss": 1.0, "lr": 0.1} for s in range(8)
+    ]
+    engine.append({"kind": "eval", "stage": 1, "step": 7, "mean_iou": None, "pixel_accuracy": 0.5})
+    assert [t.get_text() for t in plot_curves(engine).axes[0].texts] == ["stage 1", "stage 2"]
     explicit = plot_curves(records[:10], stage_boundaries=[3, (7, "third")])
     assert [t.get_text() for t in explicit.axes[0].texts] == ["third"]
     with pytest.raises(ValueError, match="record 0 has no 'step'"):

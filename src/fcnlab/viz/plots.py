@@ -109,12 +109,17 @@ def overlay(
     return blended
 
 
+def _stage_label(stage: Any) -> str:
+    # The engine logs 0-based stage indices and prints them 1-based; names are kept as they are.
+    return f"stage {stage + 1}" if isinstance(stage, int) else str(stage)
+
+
 def _stage_boundaries(records: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
-    """(step, stage) wherever the ``"stage"`` value of the step-ordered records changes."""
+    """(step, label) wherever the ``"stage"`` value of the step-ordered records changes."""
     found: list[tuple[int, str]] = []
     for record in records:
-        if "stage" in record and (not found or found[-1][1] != str(record["stage"])):
-            found.append((int(record["step"]), str(record["stage"])))
+        if "stage" in record and (not found or found[-1][1] != _stage_label(record["stage"])):
+            found.append((int(record["step"]), _stage_label(record["stage"])))
     return found
 
 
@@ -126,7 +131,8 @@ def plot_curves(
     ``records`` are metrics.jsonl-style dicts with a ``"step"``; those with ``"loss"`` (and
     ``"lr"``) are training points, those with ``"mean_iou"`` / ``"pixel_accuracy"`` evaluation
     points. ``stage_boundaries`` are steps, or (step, label) pairs, where a stage starts; by
-    default they are read from the records' ``"stage"`` values. Each is a dashed vertical line.
+    default they are read from the records' ``"stage"`` values (names, or 0-based indices
+    labelled "stage 1", "stage 2", ...). Each is a dashed vertical line.
     """
     for index, record in enumerate(records):
         if "step" not in record:
