@@ -167,3 +167,12 @@ def test_compute_and_all_reduce_sum_across_two_gloo_processes(tmp_path: Path) ->
         assert result["reduced"] == HAND_MATRIX
         assert result["scores"]["mean_iou"] == pytest.approx(1 / 3)
         assert result["scores"]["iou"] == pytest.approx([1 / 2, 1 / 2, 0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_counts_on_the_tensors_device() -> None:
+    cm = ConfusionMatrix(3)
+    cm.update(PRED.cuda(), TARGET.cuda())
+    assert cm.matrix.device.type == "cuda"
+    assert cm.matrix.cpu().tolist() == HAND_MATRIX
+    assert cm.compute()["mean_iou"] == pytest.approx(1 / 3)
