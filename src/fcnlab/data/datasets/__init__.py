@@ -1,0 +1,19 @@
+"""The real on-disk data sets; importing this package registers them with ``DATASETS``."""
+
+from __future__ import annotations
+
+from fcnlab.data.datasets.ade20k import ADE20K
+from fcnlab.data.datasets.cityscapes import Cityscapes
+from fcnlab.data.datasets.coco import COCOSegmentation, merge_instance_masks
+from fcnlab.data.datasets.folder import ImageMaskFolder
+from fcnlab.data.datasets.voc import VOCSegmentation, read_sbd_mask
+
+__all__ = [
+    "ADE20K",
+    "COCOSegmentation",
+    "Cityscapes",
+    "ImageMaskFolder",
+    "VOCSegmentation",
+    "merge_instance_masks",
+    "read_sbd_mask",
+]

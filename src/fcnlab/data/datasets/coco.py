@@ -1,0 +1,171 @@
+"""COCO 2017 instance annotations turned into semantic masks (Lin et al., ECCV 2014)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+
+from fcnlab.data.base import SegmentationDataset, Transforms, check_split
+from fcnlab.data.io import DataFormatError, require_path
+from fcnlab.data.palettes import (
+    COCO_CATEGORIES,
+    COCO_IDS_OF_VOC_CLASSES,
+    VOC_CLASSES,
+    voc_palette,
+)
+from fcnlab.data.registry import DATASETS
+
+COCO_LAYOUT = """\
+coco/                                   <- root
+├── train2017/000000000009.jpg
+├── val2017/000000000139.jpg
+└── annotations/instances_{train,val}2017.json
+"""
+
+CATEGORY_SETS = ("voc", "all")
+OVERLAP_RULES = ("category", "torchvision")
+
+
+@DATASETS.register("coco")
+class COCOSegmentation(SegmentationDataset):
+    """COCO images with a semantic mask drawn from their instance annotations.
+
+    ``categories="voc"`` keeps the 20 VOC categories as VOC's class indices (every other object is
+    background); ``"all"`` maps the 80 thing categories, in id order, to 1..80. Masks are decoded
+    by pycocotools from polygons and from compressed or uncompressed RLE.
+
+    ``overlap="category"``: a pixel covered by annotations of two or more different categories is
+    255 (its class is ambiguous), and so is the whole area of every crowd annotation.
+    ``overlap="torchvision"`` follows torchvision's segmentation reference script instead, so its
+    published COCO numbers can be compared: a pixel covered by two or more annotations is 255, and
+    crowd annotations count as ordinary ones. ``drop_empty=True`` drops images without any
+    annotation of a kept category (for training).
+    """
+
+    splits = ("train", "val")
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        transforms: Transforms | None = None,
+        categories: str = "voc",
+        overlap: str = "category",
+        drop_empty: bool = False,
+        skip_invalid: bool = False,
+    ) -> None:
+        root = require_path(Path(root), COCO_LAYOUT)
+        check_split(type(self), split)
+        _check_choice("categories", categories, CATEGORY_SETS)
+        _check_choice("overlap", overlap, OVERLAP_RULES)
+        annotation_file = root / "annotations" / f"instances_{split}2017.json"
+        self.coco = load_coco(require_path(annotation_file, COCO_LAYOUT, "annotation file"))
+        self.overlap = overlap
+        if categories == "voc":
+            self.category_index = {cat: i + 1 for i, cat in enumerate(COCO_IDS_OF_VOC_CLASSES)}
+            classes: Sequence[str] = VOC_CLASSES
+        else:
+            self.category_index = {cat: i + 1 for i, cat in enumerate(sorted(COCO_CATEGORIES))}
+            classes = ("background", *(COCO_CATEGORIES[cat] for cat in sorted(COCO_CATEGORIES)))
+        self.image_ids = sorted(self.coco.imgs)
+        if drop_empty:
+            self.image_ids = [i for i in self.image_ids if self.annotations(i)]
+        image_folder = root / f"{split}2017"
+        samples = [
+            (image_folder / self.coco.imgs[i]["file_name"], annotation_file) for i in self.image_ids
+        ]
+        super().__init__(samples, classes, voc_palette(len(classes)), transforms, skip_invalid)
+
+    def annotations(self, image_id: int) -> list[dict[str, Any]]:
+        """The annotations of ``image_id`` whose category is kept."""
+        return [
+            annotation
+            for annotation in self.coco.imgToAnns[image_id]
+            if annotation["category_id"] in self.category_index
+        ]
+
+    def load_mask(self, index: int) -> torch.Tensor:
+        """The semantic mask of sample ``index``, drawn from its annotations."""
+        image_id = self.image_ids[index]
+        annotations = self.annotations(image_id)
+        try:
+            instance_masks = [self.coco.annToMask(annotation) for annotation in annotations]
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise DataFormatError(
+                self.samples[index][1],
+                f"cannot decode the annotations of image {image_id} "
+                f"('{self.samples[index][0].name}'): {error!r}",
+            ) from None
+        info = self.coco.imgs[image_id]
+        mask = merge_instance_masks(
+            instance_masks,
+            [self.category_index[a["category_id"]] for a in annotations],
+            [bool(a.get("iscrowd", 0)) for a in annotations],
+            (info["height"], info["width"]),
+            self.overlap,
+            self.ignore_index,
+        )
+        return torch.from_numpy(mask)
+
+
+def merge_instance_masks(
+    masks: Sequence[np.ndarray],
+    labels: Sequence[int],
+    crowd: Sequence[bool],
+    size: tuple[int, int],
+    overlap: str = "category",
+    ignore_index: int = 255,
+) -> np.ndarray:
+    """One int64 ``(H, W)`` class map from binary instance masks and their class labels (>= 1).
+
+    ``overlap`` chooses how overlaps and crowds become ``ignore_index`` (see
+    :class:`COCOSegmentation`). Pixels outside every mask are background (0).
+    """
+    _check_choice("overlap", overlap, OVERLAP_RULES)
+    target = np.zeros(size, dtype=np.int64)
+    if overlap == "torchvision":
+        covered = np.zeros(size, dtype=np.int64)
+        for mask, label in zip(masks, labels, strict=True):
+            covered += mask > 0
+            target[mask > 0] = np.maximum(target[mask > 0], label)
+        target[covered > 1] = ignore_index
+        return target
+    conflict = np.zeros(size, dtype=bool)
+    for mask, label, is_crowd in zip(masks, labels, crowd, strict=True):
+        if not is_crowd:
+            inside = mask > 0
+            conflict |= inside & (target != 0) & (target != label)
+            target[inside] = label
+    target[conflict] = ignore_index
+    for mask, is_crowd in zip(masks, crowd, strict=True):
+        if is_crowd:
+            target[mask > 0] = ignore_index
+    return target
+
+
+def load_coco(annotation_file: Path) -> COCO:
+    """A pycocotools index of ``annotation_file``, without its progress prints."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO(str(annotation_file))
+    except (json.JSONDecodeError, UnicodeDecodeError, AssertionError) as error:
+        raise DataFormatError(annotation_file, f"is not a COCO annotation file: {error}") from None
+    unknown = sorted(set(coco.cats) - set(COCO_CATEGORIES))
+    if unknown:
+        raise DataFormatError(
+            annotation_file, f"category ids {unknown} are not among COCO's 80 thing categories"
+        )
+    return coco
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")
