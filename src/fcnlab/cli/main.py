@@ -12,7 +12,13 @@ from rich.console import Console
 from fcnlab import __version__
 
 # Each module defines ``register(subparsers)``, which adds its sub-command with a ``run`` default.
-COMMAND_MODULES = ("fcnlab.cli.demo", "fcnlab.cli.lesson", "fcnlab.cli.datasets")
+COMMAND_MODULES = (
+    "fcnlab.cli.demo",
+    "fcnlab.cli.lesson",
+    "fcnlab.cli.datasets",
+    "fcnlab.cli.train",
+    "fcnlab.cli.evaluate",
+)
 
 
 class CommandError(Exception):

@@ -1,0 +1,80 @@
+"""``fcnlab eval``: score a checkpoint on a split, per class, and write metrics.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from fcnlab.config import load_config
+from fcnlab.engine.build import build_model_from_config, build_split, check_num_classes
+from fcnlab.engine.checkpoint import load_model_weights
+from fcnlab.engine.distributed import DistInfo
+from fcnlab.engine.evaluate import MEAN_KEYS, EvalResult, evaluate
+from fcnlab.engine.loader import eval_loader
+from fcnlab.engine.report import class_names, write_confusion
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` sub-command."""
+    parser = subparsers.add_parser(
+        "eval", help="evaluate a checkpoint: per-class IoU and accuracy, confusion matrix"
+    )
+    parser.add_argument("-c", "--config", required=True, help="YAML config of the model and data")
+    parser.add_argument(
+        "--checkpoint", required=True, help="a checkpoint (.pt) or weights (.safetensors)"
+    )
+    parser.add_argument("--split", default=None, help="data split (default: data.val_split)")
+    parser.add_argument(
+        "--out", default=None, help="output folder (default: RUN_DIR/eval-SPLIT of the config)"
+    )
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides")
+    parser.set_defaults(run=run)
+
+
+def results_table(result: EvalResult, names: list[str]) -> Table:
+    """IoU and accuracy per class, then the four means, in percent."""
+    table = Table(title="evaluation")
+    for column in ("class", "IoU", "accuracy"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+
+    def percent(value: float) -> str:
+        return "-" if value != value else f"{100 * value:.2f}"
+
+    for name, iou, accuracy in zip(names, result.iou, result.accuracy, strict=True):
+        table.add_row(name, percent(iou), percent(accuracy))
+    table.add_section()
+    labels = ("mean IoU", "pixel accuracy", "mean accuracy", "f.w. IoU")
+    for label, key in zip(labels, MEAN_KEYS, strict=True):
+        table.add_row(f"[bold]{label}", percent(getattr(result, key)), "")
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the model and split from the config, load the weights, evaluate, report."""
+    config = load_config(args.config, args.overrides)
+    split = args.split or config.data.val_split
+    dataset = build_split(config.data, split, train=False)
+    check_num_classes(dataset, config.model.num_classes, split)
+    model = build_model_from_config(config.model)
+    load_model_weights(model, args.checkpoint)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    loader = eval_loader(
+        dataset, DistInfo(), config.eval.batch_size, config.data.num_workers, device.type == "cuda"
+    )
+    result = evaluate(model, loader, config.model.num_classes, config.data.ignore_index)
+    names = class_names(dataset, config.model.num_classes)
+    Console().print(results_table(result, names))
+    out = Path(args.out) if args.out else config.run_dir / f"eval-{split}"
+    out.mkdir(parents=True, exist_ok=True)
+    record = result.record()
+    record.update(kind="eval", split=split, checkpoint=str(args.checkpoint), classes=names)
+    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_confusion(result, names, out / "confusion.png")
+    Console().print(f"wrote {out / 'metrics.json'} and {out / 'confusion.png'}", highlight=False)
+    return 0

@@ -1,0 +1,47 @@
+"""``fcnlab train``: run a staged training recipe from a YAML config."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from fcnlab.config import load_config
+from fcnlab.engine.trainer import TrainingInterrupted, train
+
+EXIT_INTERRUPTED = 130
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` sub-command."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model by the stages of a config",
+        description="Train by a YAML config; `key=value` overrides use dotted paths, e.g. "
+        "train.batch_size=8 stages.0.epochs=2. SIGINT/SIGTERM finish the current step, save "
+        "checkpoints/last.pt and exit with status 130; --resume continues from it. Under "
+        "`torchrun --nproc_per_node=N -m fcnlab train ...` the run is data-parallel.",
+    )
+    parser.add_argument("-c", "--config", required=True, help="YAML config file")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the run folder's last checkpoint"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load and validate the config, train, print where the results went."""
+    config = load_config(args.config, args.overrides)
+    console = Console()
+    try:
+        result = train(config, resume=args.resume, console=console)
+    except TrainingInterrupted as stop:
+        Console(stderr=True).print(f"[yellow]{stop}[/yellow]", highlight=False)
+        return EXIT_INTERRUPTED
+    best = f"{100 * result.best_miou:.2f}" if result.best_miou >= 0 else "n/a"
+    console.print(
+        f"[green]done:[/green] {result.step} steps, best mIoU {best}; run folder {result.run_dir}",
+        highlight=False,
+    )
+    return 0

@@ -1,0 +1,399 @@
+"""Run configuration: typed dataclasses, YAML loading, validation and dotted overrides.
+
+This is the only module that knows YAML. A configuration has six sections::
+
+    model:  name, num_classes, encoder, encoder_weights, options, init_from
+    data:   name, root, train_split, val_split, options, val_options, transforms, num_workers, ...
+    train:  optimizer, schedule, batch size, accumulation, clipping, amp, seed, loss, ...
+    stages: a list of {name, epochs | iterations, encoder: frozen | trainable, lr, encoder_lr_mult}
+    eval:   how often and how to evaluate
+    output: where the run folder goes
+
+Every key is checked on load: an unknown key or a value of the wrong type or outside the allowed
+set is a :class:`ConfigError` naming the key, the value and what is allowed. Overrides use dotted
+paths with list indices, ``train.batch_size=8 stages.0.epochs=2``; the value is read as YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the key, the value and the rule."""
+
+
+@dataclass
+class ModelConfig:
+    """Which model to build: ``fcnlab.models.build_model(name, num_classes, encoder, ...)``."""
+
+    name: str = "fcn8s"
+    num_classes: int = 21
+    encoder: str | None = None
+    encoder_weights: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    # Start from these weights (a checkpoint or .safetensors): every parameter whose name and
+    # shape match is copied; FCN-16s starts from FCN-32s this way, FCN-8s from FCN-16s.
+    init_from: str | None = None
+
+
+@dataclass
+class TransformConfig:
+    """Joint image/mask augmentation for training and the normalisation shared with evaluation."""
+
+    # Random scale, crop (padded with ignore) and flip apply when crop_size is set.
+    crop_size: int | None = None
+    scale_range: list[float] | None = None
+    flip: float = 0.0
+    jitter: float = 0.0
+    # Evaluation images are resized to eval_size when set, else used at their own size.
+    eval_size: int | None = None
+    normalize: bool = True
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+
+    def __post_init__(self) -> None:
+        if self.scale_range is not None and (
+            len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]
+        ):
+            raise ConfigError(
+                f"data.transforms.scale_range = {self.scale_range} must be [low, high] "
+                "with 0 < low <= high"
+            )
+        for name in ("mean", "std"):
+            if len(getattr(self, name)) != 3:
+                raise ConfigError(
+                    f"data.transforms.{name} = {getattr(self, name)} must have 3 values (RGB)"
+                )
+
+
+@dataclass
+class DataConfig:
+    """Which data set: ``fcnlab.data.build_dataset(name, root, split, transforms, **options)``."""
+
+    name: str = "shapes"
+    root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    options: dict[str, Any] = field(default_factory=dict)
+    # Merged over ``options`` for the validation split (e.g. a different seed for Shapes).
+    val_options: dict[str, Any] = field(default_factory=dict)
+    transforms: TransformConfig = field(default_factory=TransformConfig)
+    num_workers: int = 0
+    ignore_index: int = 255
+
+
+@dataclass
+class StageConfig:
+    """One stage of the recipe: a length, the encoder's state and the learning rates."""
+
+    name: str = ""
+    epochs: int | None = None
+    iterations: int | None = None
+    encoder: Literal["frozen", "trainable"] = "trainable"
+    lr: float = 0.01
+    encoder_lr_mult: float = 1.0
+
+    def __post_init__(self) -> None:
+        if (self.epochs is None) == (self.iterations is None):
+            raise ConfigError(
+                f"stage {self.name!r} sets epochs={self.epochs} and iterations="
+                f"{self.iterations}; set exactly one of them"
+            )
+        length = self.epochs if self.epochs is not None else self.iterations
+        if length is not None and length < 1:
+            raise ConfigError(f"stage {self.name!r} has length {length}; it must be at least 1")
+
+
+@dataclass
+class TrainConfig:
+    """The optimiser, schedule and loop settings shared by every stage."""
+
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 1e-4
+    schedule: Literal["constant", "poly", "cosine", "step"] = "poly"
+    warmup_steps: int = 0
+    warmup_factor: float = 0.001
+    poly_power: float = 0.9
+    step_size: int = 1000
+    gamma: float = 0.1
+    min_lr_factor: float = 0.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    clip_grad_norm: float | None = None
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    channels_last: bool = False
+    compile: bool = False
+    device: str = "auto"
+    sync_bn: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    log_every: int = 10
+    # fcnlab.losses.build_loss spec: "ce", or {"ce": 1.0, "dice": 0.5}, or {"ce": {"weight": 1,
+    # "reduction": "sum"}} for the original FCN's unnormalised loss.
+    loss: str | dict[str, Any] = "ce"
+    class_weights: list[float] | None = None
+    aux_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "grad_accum", "log_every", "step_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} = {getattr(self, name)} must be at least 1")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"train.warmup_steps = {self.warmup_steps} must be >= 0")
+        if not 0.0 <= self.warmup_factor <= 1.0:
+            raise ConfigError(f"train.warmup_factor = {self.warmup_factor} must be in [0, 1]")
+        if len(self.betas) != 2:
+            raise ConfigError(f"train.betas = {self.betas} must be two numbers [beta1, beta2]")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation during training and by ``fcnlab eval``."""
+
+    every_epochs: int = 1  # 0: only at the end of each stage
+    batch_size: int = 1
+    num_overlays: int = 4
+
+    def __post_init__(self) -> None:
+        if self.every_epochs < 0 or self.batch_size < 1 or self.num_overlays < 0:
+            raise ConfigError(
+                f"eval: every_epochs={self.every_epochs} must be >= 0, batch_size="
+                f"{self.batch_size} >= 1 and num_overlays={self.num_overlays} >= 0"
+            )
+
+
+@dataclass
+class OutputConfig:
+    """Where the run folder ``ROOT/NAME`` goes and what is written there."""
+
+    root: str = "runs"
+    name: str = "run"
+    tensorboard: bool = True  # used when the ``tensorboard`` package is installed
+    plots: bool = True
+
+
+def _default_stages() -> list[StageConfig]:
+    return [
+        StageConfig(name="decoder", epochs=1, encoder="frozen", lr=0.01),
+        StageConfig(name="fine-tune", epochs=1, encoder="trainable", lr=0.01, encoder_lr_mult=0.1),
+    ]
+
+
+@dataclass
+class Config:
+    """A whole run. Build it in code or with :func:`load_config`; check it with :func:`validate`."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    stages: list[StageConfig] = field(default_factory=_default_stages)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ConfigError("stages is empty; a run needs at least one stage")
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder, ``output.root/output.name``."""
+        return Path(self.output.root) / self.output.name
+
+
+D = TypeVar("D")
+
+
+def _type_name(kind: Any) -> str:
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(kind))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(kind))
+    if kind is type(None):
+        return "null"
+    if dataclasses.is_dataclass(kind):
+        return "a mapping"
+    return getattr(kind, "__name__", str(kind))
+
+
+def _convert(value: Any, kind: Any, key: str) -> Any:
+    """``value`` checked and converted to the annotated type ``kind``; ``key`` names it."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    bad = ConfigError(f"{key} = {value!r} is not {_type_name(kind)}")
+    if kind is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, arg, key)
+            except ConfigError:
+                continue
+        raise bad
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(
+            f"{key} = {value!r} is not allowed; allowed: {', '.join(repr(a) for a in args)}"
+        )
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, Mapping):
+            raise bad
+        return _build(kind, value, key)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        return [_convert(item, args[0], f"{key}.{i}") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise bad
+        return {str(k): _convert(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if kind is float:
+        # PyYAML reads 1e-10 (no dot) as a string; accept any number spelling.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    raise TypeError(f"config field {key} has an unsupported annotation {kind!r}")
+
+
+def _build(cls: type[D], data: Mapping[str, Any], prefix: str = "") -> D:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    for key in data:
+        if key not in names:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            raise ConfigError(f"unknown key {where!r}; allowed keys here: {', '.join(names)}")
+    values = {
+        key: _convert(value, hints[key], f"{prefix}.{key}" if prefix else key)
+        for key, value in data.items()
+    }
+    try:
+        return cls(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{prefix}: {error}" if prefix else str(error)) from None
+
+
+def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
+    """A validated :class:`Config` from plain data; errors start with ``source``."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: a configuration is a mapping of sections, got {data!r}")
+    try:
+        return _build(Config, data)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain data (dicts, lists, numbers, strings) for ``config``."""
+    return dataclasses.asdict(config)
+
+
+def validate(config: Config) -> Config:
+    """Check a configuration built in code the same way a YAML file is checked."""
+    return config_from_dict(config_to_dict(config), source="config")
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({error})") from None
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Set dotted keys in plain config data, ``['train.batch_size=8', 'stages.0.epochs=2']``.
+
+    Keys that do not exist yet in a section are added (validation rejects unknown ones later);
+    list items are addressed by index and must exist.
+    """
+    for text in overrides:
+        path, value = _parse_override(text)
+        node: Any = data
+        for depth, part in enumerate(path):
+            last = depth == len(path) - 1
+            where = ".".join(path[: depth + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(
+                        f"override {text!r}: {where} needs an index below {len(node)}, got {part!r}"
+                    )
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise ConfigError(f"override {text!r}: {'.'.join(path[:depth])} is not a section")
+    return data
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``update`` laid over ``base``: mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """Read a YAML config, apply dotted overrides over the defaults and validate the result."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a configuration is a mapping of sections, got {data!r}")
+    data = _merge(config_to_dict(Config()), data)
+    return config_from_dict(apply_overrides(data, overrides), source=str(path))
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved configuration as YAML (what the run actually used)."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))

@@ -1,0 +1,122 @@
+"""Evaluation: run a model over a loader and score it with Long et al.'s four metrics."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from fcnlab.metrics import ConfusionMatrix, json_safe
+
+MEAN_KEYS = ("mean_iou", "pixel_accuracy", "mean_accuracy", "fw_iou")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision for ``amp`` ``"bf16"``/``"fp16"`` on ``device``; nothing for ``"off"``."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
+
+
+def main_output(output: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+    """The logits (N, K, H, W) of a model's output: the tensor itself or ``output["out"]``."""
+    return output["out"] if isinstance(output, dict) else output
+
+
+@dataclass
+class EvalResult:
+    """Scores of one evaluation; ``confusion[i, j]`` counts true class i predicted as j."""
+
+    mean_iou: float
+    pixel_accuracy: float
+    mean_accuracy: float
+    fw_iou: float
+    iou: list[float]
+    accuracy: list[float]
+    confusion: list[list[int]]
+    stage: int = 0
+    epoch: int = 0
+    step: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """A JSON-safe ``metrics.jsonl`` line (NaN as null)."""
+        record = {"kind": "eval", "stage": self.stage, "epoch": self.epoch, "step": self.step}
+        record.update({key: getattr(self, key) for key in MEAN_KEYS})
+        record.update(iou=self.iou, accuracy=self.accuracy, confusion=self.confusion)
+        return json_safe(record)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> EvalResult:
+        """The inverse of :meth:`record` (null back to NaN)."""
+        numbers = {key: _nan_for_none(record[key]) for key in MEAN_KEYS}
+        return cls(
+            **numbers,
+            iou=[_nan_for_none(v) for v in record["iou"]],
+            accuracy=[_nan_for_none(v) for v in record["accuracy"]],
+            confusion=record["confusion"],
+            stage=record["stage"],
+            epoch=record["epoch"],
+            step=record["step"],
+        )
+
+
+def _nan_for_none(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    images: torch.Tensor,
+    amp: str = "off",
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Class logits (N, K, H, W) at the images' size; the model's mode is left as it was."""
+    device = next(model.parameters()).device
+    images = images.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast(device, amp):
+        logits = main_output(model(images))
+    if logits.shape[-2:] != images.shape[-2:]:
+        logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear")
+    return logits.float()
+
+
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    num_classes: int,
+    ignore_index: int | None = 255,
+    amp: str = "off",
+    channels_last: bool = False,
+) -> EvalResult:
+    """Score ``model`` on ``loader`` (batches of images (N, 3, H, W), masks (N, H, W)).
+
+    In a distributed run each process passes its share and the confusion matrices are summed,
+    so every process returns the scores of the whole set.
+    """
+    was_training = model.training
+    model.eval()
+    matrix = ConfusionMatrix(num_classes, ignore_index)
+    try:
+        for images, masks in loader:
+            logits = predict(model, images, amp, channels_last)
+            matrix.update(logits.argmax(dim=1), masks.to(logits.device))
+    finally:
+        model.train(was_training)
+    matrix.all_reduce()
+    scores = matrix.compute(sync=False)
+    return EvalResult(
+        **{key: scores[key] for key in MEAN_KEYS},
+        iou=scores["iou"],
+        accuracy=scores["accuracy"],
+        confusion=matrix.matrix.cpu().tolist(),
+    )

@@ -1,0 +1,570 @@
+"""The training loop: stages -> epochs -> steps, read top to bottom in :meth:`Trainer.fit`.
+
+Each stage freezes or unfreezes the encoder and starts a fresh optimiser and schedule. A step
+is ``grad_accum`` micro-batches. At the end of each data epoch the model is evaluated (every
+``eval.every_epochs`` epochs) and ``last.pt`` is written; at the end of each stage the model is
+evaluated (unless it just was) and ``last.pt`` is written again. The best model by validation
+mIoU is kept as ``best.pt`` and the final weights as ``final.safetensors``.
+
+Interruption: the first SIGINT or SIGTERM sets a flag that is checked after every step; the run
+then writes ``last.pt`` (reason ``"interrupted"``) and raises :class:`TrainingInterrupted` (the
+command line exits with status 130). A second SIGINT stops at once. ``resume=True`` continues
+from ``last.pt`` with the model, optimiser, schedule, scaler, stage, step, data order and RNG
+states restored, so with ``train.deterministic`` an interrupted and resumed run ends with the
+same weights and metrics as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from torch import nn
+from torch.utils.data import Dataset
+
+from fcnlab.config import Config, StageConfig, config_to_dict, save_config, validate
+from fcnlab.engine.build import (
+    build_loss_from_config,
+    build_model_from_config,
+    build_split,
+    check_num_classes,
+)
+from fcnlab.engine.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    save_safetensors,
+    set_rng_state,
+)
+from fcnlab.engine.distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_sum,
+    barrier,
+    init_distributed,
+    wrap_model,
+)
+from fcnlab.engine.evaluate import EvalResult, autocast, evaluate
+from fcnlab.engine.loader import SeededSamples, eval_loader, train_loader
+from fcnlab.engine.optim import build_optimizer, build_schedule
+from fcnlab.engine.run_dir import RunLog, read_metrics
+from fcnlab.engine.stages import apply_stage, describe_stage, stage_steps
+
+
+class TrainingInterrupted(RuntimeError):
+    """The run stopped on a signal (or ``stop_after_steps``) after saving ``checkpoint``."""
+
+    def __init__(self, message: str, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+@dataclass
+class TrainState:
+    """Where the run is; saved in every checkpoint. ``position`` counts this rank's
+    micro-batches of data epoch ``data_epoch`` already used."""
+
+    stage: int = 0
+    stage_step: int = 0
+    stage_epochs: int = 0
+    step: int = 0
+    data_epoch: int = 0
+    position: int = 0
+    best_miou: float = -1.0
+    last_eval_step: int = -1
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class StageResult:
+    """One stage's outcome: its evaluations in order (the last one at the stage's end)."""
+
+    index: int
+    name: str
+    steps: int
+    evaluations: list[EvalResult]
+
+    @property
+    def final(self) -> EvalResult | None:
+        """The evaluation at the end of the stage."""
+        return self.evaluations[-1] if self.evaluations else None
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the run folder, per-stage results and where weights went."""
+
+    run_dir: Path
+    step: int
+    stages: list[StageResult]
+    best_miou: float
+    best_checkpoint: Path | None
+    last_checkpoint: Path
+    final_weights: Path | None
+    images_per_second: float
+
+
+def _pick_device(name: str, info: DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", info.local_rank)
+    return device
+
+
+def _seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    # The CPU kernels a segmentation model uses are deterministic already; on CUDA some are not
+    # (atomics in upsampling backward, cuDNN autotuning), so only there are they switched off.
+    if deterministic and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def _progress_wanted(console: Console) -> bool:
+    return console.is_terminal and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
+
+
+class Trainer:
+    """Trains ``model`` by the stages of ``config``.
+
+    ``model``, ``train_set``, ``val_set`` and ``loss`` are built from the config's registries
+    when not given (tests and notebooks pass their own; the model needs a ``.encoder`` for
+    frozen stages). ``stop_after_steps`` simulates an interruption after that global step (for
+    tests of resuming). ``console`` receives the log; ``progress`` forces the progress bars on
+    or off (default: on for a terminal unless ``CI`` is set).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        model: nn.Module | None = None,
+        train_set: Dataset | None = None,
+        val_set: Dataset | None = None,
+        loss: nn.Module | None = None,
+        console: Console | None = None,
+        progress: bool | None = None,
+        stop_after_steps: int | None = None,
+    ) -> None:
+        self.config = config = validate(config)
+        train = config.train
+        self.device = _pick_device(train.device, DistInfo())
+        self.dist = init_distributed(self.device.type)
+        self.device = _pick_device(train.device, self.dist)
+        _seed_everything(train.seed + self.dist.rank, train.deterministic, self.device)
+        self.console = console or Console()
+        if not self.dist.is_main:
+            self.console = Console(quiet=True)
+        self.show_progress = _progress_wanted(self.console) if progress is None else progress
+        self.show_progress &= self.dist.is_main
+        self.stop_after_steps = stop_after_steps
+
+        data = config.data
+        self.train_set = train_set or build_split(data, data.train_split, train=True)
+        self.val_set = val_set or build_split(data, data.val_split, train=False)
+        check_num_classes(self.train_set, config.model.num_classes, "training")
+        check_num_classes(self.val_set, config.model.num_classes, "validation")
+        self.model = model or build_model_from_config(config.model)
+        if train.sync_bn and self.dist.enabled:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.model.to(self.device)
+        if train.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.loss_fn = loss or build_loss_from_config(train, data.ignore_index)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=train.amp == "fp16")
+
+        pin = self.device.type == "cuda"
+        self.samples = SeededSamples(self.train_set, train.seed)
+        self.loader, self.sampler = train_loader(
+            self.samples, self.dist, train.batch_size, train.seed, data.num_workers, pin
+        )
+        self.val_loader = eval_loader(
+            self.val_set, self.dist, config.eval.batch_size, data.num_workers, pin
+        )
+        self.steps_per_epoch = len(self.loader) // train.grad_accum
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"the training set has {len(self.samples)} images: too few for one step of "
+                f"batch_size {train.batch_size} x grad_accum {train.grad_accum} x "
+                f"{self.dist.world_size} process(es)"
+            )
+        self.batches_per_epoch = self.steps_per_epoch * train.grad_accum
+
+        self.run_dir = config.run_dir
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.state = TrainState()
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+        self._pending: dict[str, Any] | None = None
+        self._stop_signal: str | None = None
+        self._images_per_second: list[float] = []
+        self.log = RunLog(self.run_dir, self.dist.is_main, config.output.tensorboard)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.run_dir / "config.yaml")
+
+    # ----------------------------------------------------------------------------- the loop
+    def fit(self) -> TrainResult:
+        """Run every remaining stage; returns the per-stage results."""
+        stages = self.config.stages
+        with self._signal_handlers(), self._progress() as progress:
+            for index in range(self.state.stage, len(stages)):
+                stage = stages[index]
+                total = stage_steps(stage, self.steps_per_epoch)
+                self._start_stage(index, stage, total)
+                task = progress.add_task(
+                    f"stage {index + 1}/{len(stages)} {stage.name}",
+                    total=total,
+                    completed=self.state.stage_step,
+                    epoch=self.state.data_epoch,
+                    loss=math.nan,
+                    lr=0.0,
+                    ips=0.0,
+                )
+                while True:
+                    if self.state.position >= self.batches_per_epoch:
+                        self._end_epoch(index)
+                    if self.state.stage_step >= total:
+                        break
+                    self._train_steps(index, total, progress, task)
+                if self.state.last_eval_step != self.state.step:
+                    self._evaluate(index)
+                self._end_stage(index)
+        return self._finish()
+
+    def _start_stage(self, index: int, stage: StageConfig, total: int) -> None:
+        """Freeze/unfreeze, wrap for DDP, fresh optimiser and schedule (or the resumed ones)."""
+        apply_stage(self.model, stage)
+        self.net = wrap_model(self.model, self.dist, self.device)
+        if self.config.train.compile:
+            self.net = torch.compile(self.net)
+        self.optimizer = build_optimizer(self.model, stage, self.config.train)
+        self.scheduler = build_schedule(self.optimizer, total, self.config.train)
+        if self._pending is not None:
+            self.optimizer.load_state_dict(self._pending["optimizer"])
+            self.scheduler.load_state_dict(self._pending["scheduler"])
+            self.scaler.load_state_dict(self._pending["scaler"])
+            self._pending = None
+        self.console.print(
+            f"[bold]{describe_stage(index, len(self.config.stages), stage, total)}[/bold]"
+        )
+
+    def _train_steps(self, index: int, total: int, progress: Progress, task: Any) -> None:
+        """Steps from the current position until the data epoch or the stage ends."""
+        train, state = self.config.train, self.state
+        self.samples.epoch = state.data_epoch
+        self.sampler.set_position(state.data_epoch, state.position * train.batch_size)
+        batches = iter(self.loader)
+        self.net.train()
+        window_start, window_images = time.perf_counter(), 0
+        while state.position < self.batches_per_epoch and state.stage_step < total:
+            micro_batches = [next(batches) for _ in range(train.grad_accum)]
+            loss, stop = self._step(micro_batches, index)
+            state.step += 1
+            state.stage_step += 1
+            state.position += train.grad_accum
+            window_images += train.batch_size * train.grad_accum * self.dist.world_size
+            if state.step % train.log_every == 0 or state.stage_step == total:
+                ips = window_images / max(time.perf_counter() - window_start, 1e-9)
+                self._log_step(index, loss, ips)
+                progress.update(task, epoch=state.data_epoch, ips=ips)
+                window_start, window_images = time.perf_counter(), 0
+            progress.update(task, advance=1, loss=loss, lr=self._lr())
+            if stop:
+                self._interrupt(index)
+
+    def _step(self, micro_batches: list[Any], index: int) -> tuple[float, bool]:
+        """One optimiser step over ``grad_accum`` micro-batches; returns (mean loss, stop?)."""
+        train = self.config.train
+        assert self.optimizer is not None and self.scheduler is not None
+        total = torch.zeros((), device=self.device)
+        for i, (images, masks) in enumerate(micro_batches):
+            images = images.to(self.device, non_blocking=True)
+            if train.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            masks = masks.to(self.device, non_blocking=True)
+            last = i == len(micro_batches) - 1
+            no_sync = self.net.no_sync if self.dist.enabled and not last else None
+            with no_sync() if no_sync else contextlib.nullcontext():
+                with autocast(self.device, train.amp):
+                    loss = self.loss_fn(self.net(images), masks)
+                self.scaler.scale(loss / train.grad_accum).backward()
+            total += loss.detach().float()
+        stop = self._stop_signal is not None or (
+            self.stop_after_steps is not None and self.state.step + 1 >= self.stop_after_steps
+        )
+        # One reduction per step carries the loss and the stop flag to every process.
+        flags = torch.stack(
+            [total / train.grad_accum, torch.tensor(float(stop), device=self.device)]
+        )
+        flags = all_reduce_sum(flags, self.dist) / self.dist.world_size
+        loss_value, stop = float(flags[0]), bool(flags[1] > 0)
+        if not math.isfinite(loss_value):
+            raise NonFiniteLossError(
+                f"the loss is {loss_value} at step {self.state.step + 1} of stage {index + 1} "
+                f"({self.config.stages[index].name!r}); stopped without saving, the last good "
+                f"checkpoint is {self.checkpoint_dir / 'last.pt'}"
+            )
+        if train.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, train.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return loss_value, stop
+
+    def _end_epoch(self, index: int) -> None:
+        """Count the epoch, evaluate when due, write ``last.pt``."""
+        state, every = self.state, self.config.eval.every_epochs
+        state.stage_epochs += 1
+        state.data_epoch += 1
+        state.position = 0
+        if every and state.stage_epochs % every == 0:
+            self._evaluate(index)
+        self._save("epoch")
+
+    def _end_stage(self, index: int) -> None:
+        """Move the state to the start of the next stage (a fresh data epoch) and save."""
+        state = self.state
+        state.stage, state.stage_step, state.stage_epochs = index + 1, 0, 0
+        if state.position:
+            state.data_epoch, state.position = state.data_epoch + 1, 0
+        self._save("stage")
+
+    def _interrupt(self, index: int) -> None:
+        path = self._save("interrupted")
+        reason = self._stop_signal or f"stop_after_steps={self.stop_after_steps}"
+        raise TrainingInterrupted(
+            f"interrupted ({reason}) after step {self.state.step} in stage {index + 1}; "
+            f"checkpoint saved to {path}; continue with --resume",
+            path,
+        )
+
+    # ------------------------------------------------------------------------- evaluation
+    def _evaluate(self, index: int) -> EvalResult:
+        config = self.config
+        result = evaluate(
+            self.model,
+            self.val_loader,
+            config.model.num_classes,
+            config.data.ignore_index,
+            config.train.amp,
+            config.train.channels_last,
+        )
+        result.stage, result.epoch, result.step = index, self.state.data_epoch, self.state.step
+        self.state.last_eval_step = self.state.step
+        self.state.evaluations.append(result.record())
+        self.log.write(result.record())
+        self.console.print(self._eval_table(result, index))
+        if result.mean_iou > self.state.best_miou:
+            self.state.best_miou = result.mean_iou
+            self._save("best", self.checkpoint_dir / "best.pt")
+        return result
+
+    def _eval_table(self, result: EvalResult, index: int) -> Table:
+        table = Table(
+            title=f"evaluation at step {result.step} (stage {index + 1}, epoch {result.epoch})"
+        )
+        for column in ("mIoU", "pixel acc.", "mean acc.", "f.w. IoU"):
+            table.add_column(column, justify="right")
+        table.add_row(
+            *(f"{100 * v:.2f}" for v in (result.mean_iou, result.pixel_accuracy,
+                                         result.mean_accuracy, result.fw_iou))
+        )  # fmt: skip
+        return table
+
+    # ------------------------------------------------------------------ checkpoints, resume
+    def _save(self, reason: str, path: Path | None = None) -> Path:
+        """Write a full checkpoint (every process takes part, rank 0 writes)."""
+        path = path or self.checkpoint_dir / "last.pt"
+        rng = all_gather_objects(rng_state(), self.dist)
+        if self.dist.is_main:
+            assert self.optimizer is not None and self.scheduler is not None
+            save_checkpoint(
+                path,
+                {
+                    "reason": reason,
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "state": dataclasses.asdict(self.state),
+                    "rng": rng,
+                    "config": config_to_dict(self.config),
+                },
+            )
+        barrier(self.dist)
+        return path
+
+    def resume(self, path: str | Path | None = None) -> None:
+        """Continue from ``path`` (default: this run's ``last.pt``)."""
+        path = Path(path) if path is not None else self.checkpoint_dir / "last.pt"
+        payload = load_checkpoint(path, map_location=self.device)
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.state = TrainState(**payload["state"])
+        except (RuntimeError, TypeError, KeyError) as error:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} does not fit this run: {str(error).splitlines()[0]}"
+            ) from None
+        if self.state.stage_step > 0:
+            self._pending = payload
+        rng = payload["rng"]
+        set_rng_state(rng[self.dist.rank] if len(rng) == self.dist.world_size else rng[0])
+        self.console.print(
+            f"resumed from {path} at step {self.state.step} (stage {self.state.stage + 1}, "
+            f"data epoch {self.state.data_epoch}, position {self.state.position})"
+        )
+
+    # ---------------------------------------------------------------------------- helpers
+    def _lr(self) -> float:
+        assert self.optimizer is not None
+        return max(group["lr"] for group in self.optimizer.param_groups)
+
+    def _log_step(self, index: int, loss: float, images_per_second: float) -> None:
+        state = self.state
+        self._images_per_second.append(images_per_second)
+        self.log.write(
+            {
+                "kind": "train",
+                "stage": index,
+                "epoch": state.data_epoch,
+                "step": state.step,
+                "loss": loss,
+                "lr": self._lr(),
+                "images_per_s": images_per_second,
+            }
+        )
+        if not self.show_progress:
+            self.console.print(
+                f"stage {index + 1} epoch {state.data_epoch} step {state.step}: loss {loss:.4f} "
+                f"lr {self._lr():.3g} {images_per_second:.1f} img/s",
+                highlight=False,
+            )
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}"),
+            TextColumn("{task.fields[ips]:.1f} img/s"),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not self.show_progress,
+        )
+
+    @contextlib.contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handle(number: int, frame: Any) -> None:
+            name = signal.Signals(number).name
+            if self._stop_signal is not None and number == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop_signal = name
+            self.console.print(f"[yellow]{name}: stopping after this step[/yellow]")
+
+        previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _finish(self) -> TrainResult:
+        """Final weights, pictures and the result object."""
+        final = None
+        if self.dist.is_main:
+            final = save_safetensors(self.model, self.run_dir / "final.safetensors")
+            if self.config.output.plots:
+                self._write_pictures()
+        barrier(self.dist)
+        self.log.close()
+        results = [EvalResult.from_record(r) for r in self.state.evaluations]
+        stages = [
+            StageResult(
+                index=i,
+                name=stage.name,
+                steps=stage_steps(stage, self.steps_per_epoch),
+                evaluations=[r for r in results if r.stage == i],
+            )
+            for i, stage in enumerate(self.config.stages)
+        ]
+        best = self.checkpoint_dir / "best.pt"
+        rates = self._images_per_second
+        return TrainResult(
+            run_dir=self.run_dir,
+            step=self.state.step,
+            stages=stages,
+            best_miou=self.state.best_miou,
+            best_checkpoint=best if best.exists() else None,
+            last_checkpoint=self.checkpoint_dir / "last.pt",
+            final_weights=final,
+            images_per_second=sum(rates) / len(rates) if rates else 0.0,
+        )
+
+    def _write_pictures(self) -> None:
+        from fcnlab.engine.report import class_names, write_confusion, write_curves, write_overlays
+
+        config = self.config
+        write_curves(read_metrics(self.run_dir), self.run_dir / "curves.png")
+        if self.state.evaluations:
+            last = EvalResult.from_record(self.state.evaluations[-1])
+            names = class_names(self.val_set, config.model.num_classes)
+            write_confusion(last, names, self.run_dir / "confusion.png")
+        write_overlays(
+            self.model,
+            self.val_set,
+            config.eval.num_overlays,
+            config.data.transforms,
+            config.data.ignore_index,
+            self.run_dir / "overlays.png",
+            config.train.amp,
+        )
+
+
+def train(config: Config, resume: bool = False, **kwargs: Any) -> TrainResult:
+    """Train by ``config`` (``kwargs`` go to :class:`Trainer`); ``resume`` continues the run
+    folder's ``last.pt``."""
+    trainer = Trainer(config, **kwargs)
+    if resume:
+        trainer.resume()
+    return trainer.fit()
