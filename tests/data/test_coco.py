@@ -5,7 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures import compressed_rle, rectangle_polygon, uncompressed_rle, write_coco
+from fixtures import (
+    compressed_rle,
+    random_rgb,
+    rectangle_polygon,
+    uncompressed_rle,
+    write_coco,
+    write_image,
+)
 
 from fcnlab.data.datasets import COCOSegmentation
 from fcnlab.data.io import DataFormatError, DatasetNotFoundError
@@ -136,6 +143,10 @@ def test_bad_options_and_missing_files(coco_root: Path, tmp_path: Path) -> None:
         COCOSegmentation(coco_root, "val", overlap="any")
     with pytest.raises(DatasetNotFoundError, match=r"(?s)instances_train2017\.json'.*val2017/"):
         COCOSegmentation(coco_root, "train")
+    (coco_root / "val2017").rename(coco_root / "images")
+    with pytest.raises(DatasetNotFoundError, match=r"image folder '.*val2017' does not exist"):
+        COCOSegmentation(coco_root, "val")
+    (coco_root / "images").rename(coco_root / "val2017")
     bad = coco_root / "annotations" / "instances_val2017.json"
     bad.write_text('{"images": [], "annotations": [], "categories": [{"id": 91, "name": "x"}]}')
     with pytest.raises(DataFormatError, match=r"category ids \[91\] are not among COCO's 80"):
@@ -143,3 +154,13 @@ def test_bad_options_and_missing_files(coco_root: Path, tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(DataFormatError, match="is not a COCO annotation file"):
         COCOSegmentation(coco_root, "val")
+
+
+def test_image_of_another_size_than_its_record_names_both(coco_root: Path) -> None:
+    write_image(coco_root / "val2017" / "000000000285.jpg", random_rgb(H, W + 1))
+    dataset = COCOSegmentation(coco_root, "val")
+    with pytest.raises(DataFormatError) as info:
+        dataset[1]
+    assert info.value.file.endswith("instances_val2017.json")
+    assert f"mask is {H}x{W} but its image '" in info.value.reason
+    assert f"000000000285.jpg' is {H}x{W + 1}" in info.value.reason

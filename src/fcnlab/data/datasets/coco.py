@@ -78,7 +78,7 @@ class COCOSegmentation(SegmentationDataset):
         self.image_ids = sorted(self.coco.imgs)
         if drop_empty:
             self.image_ids = [i for i in self.image_ids if self.annotations(i)]
-        image_folder = root / f"{split}2017"
+        image_folder = require_path(root / f"{split}2017", COCO_LAYOUT, "image folder")
         samples = [
             (image_folder / self.coco.imgs[i]["file_name"], annotation_file) for i in self.image_ids
         ]
