@@ -97,3 +97,7 @@ def test_registry_uses_split_folders_when_present(tmp_path: Path) -> None:
     assert dataset.samples[0][0] == split_root / "images" / "val" / "a.jpg"
     with pytest.raises(DatasetNotFoundError, match=r"(?s)'.*nowhere'.*images/\[\{split\}/\]"):
         build_dataset("folder", root=tmp_path / "nowhere")
+    (tmp_path / "empty" / "images").mkdir(parents=True)
+    (tmp_path / "empty" / "masks").mkdir()
+    with pytest.raises(DatasetNotFoundError, match=r"images folder '.*empty/images' holds no"):
+        build_dataset("folder", root=tmp_path / "empty")

@@ -17,10 +17,10 @@ from torch.utils.data import Dataset
 
 from fcnlab.data.io import (
     DataFormatError,
-    DatasetNotFoundError,
     Problem,
     SkipLog,
     check_same_size,
+    layout_error,
     read_image,
     read_mask,
     require_path,
@@ -132,9 +132,7 @@ def find_files(folder: Path, pattern: str, layout: str) -> list[Path]:
     """The files under ``folder`` matching the glob ``pattern``, sorted; none is an error."""
     files = sorted(require_path(folder, layout, "folder").glob(pattern))
     if not files:
-        raise DatasetNotFoundError(
-            f"no files matching '{pattern}' in '{folder}'; expected this layout:\n{layout.rstrip()}"
-        )
+        raise layout_error(f"no files matching '{pattern}' in '{folder}'", layout)
     return files
 
 

@@ -68,12 +68,15 @@ class SkipLog:
         return len(self.problems)
 
 
+def layout_error(problem: str, layout: str) -> DatasetNotFoundError:
+    """A :class:`DatasetNotFoundError` saying ``problem`` and showing the expected ``layout``."""
+    return DatasetNotFoundError(f"{problem}; expected this layout:\n{layout.rstrip()}")
+
+
 def require_path(path: Path, layout: str, what: str = "data set root") -> Path:
     """Return ``path`` if it exists, else raise :class:`DatasetNotFoundError` showing ``layout``."""
     if not path.exists():
-        raise DatasetNotFoundError(
-            f"{what} '{path}' does not exist; expected this layout:\n{layout.rstrip()}"
-        )
+        raise layout_error(f"{what} '{path}' does not exist", layout)
     return path
 
 

@@ -11,7 +11,13 @@ import numpy as np
 import torch
 
 from fcnlab.data.base import SegmentationDataset, Transforms
-from fcnlab.data.io import DataFormatError, read_mask, require_path, validate_mask
+from fcnlab.data.io import (
+    DataFormatError,
+    layout_error,
+    read_mask,
+    require_path,
+    validate_mask,
+)
 from fcnlab.data.palettes import voc_palette
 from fcnlab.data.registry import DATASETS
 
@@ -54,6 +60,9 @@ class ImageMaskFolder(SegmentationDataset):
         mask_files = _files_by_stem(
             require_path(Path(masks), FOLDER_LAYOUT, "masks folder"), MASK_SUFFIXES
         )
+        if not image_files:
+            suffixes = "/".join(IMAGE_SUFFIXES)
+            raise layout_error(f"images folder '{images}' holds no {suffixes} files", FOLDER_LAYOUT)
         self.mask_palette = None if palette is None else np.asarray(palette, dtype=np.uint8)
         stems = sorted(image_files.keys() & mask_files.keys())
         samples = [(image_files[stem], mask_files[stem]) for stem in stems]
