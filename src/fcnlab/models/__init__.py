@@ -5,10 +5,15 @@ Importing this package registers every encoder family and architecture.
 
 from __future__ import annotations
 
-from fcnlab.models import encoders, fcn
+from fcnlab.models import deconvnet, encoders, fcn, segnet, unet
 from fcnlab.models.classifier import build_classifier, classifier_as_fcn, list_classifiers
 from fcnlab.models.encoders import load_darknet_weights
-from fcnlab.models.freeze import freeze_encoder, param_groups, unfreeze_encoder
+from fcnlab.models.freeze import (
+    freeze_encoder,
+    is_encoder_frozen,
+    param_groups,
+    unfreeze_encoder,
+)
 from fcnlab.models.registry import (
     ENCODERS,
     MODELS,
@@ -26,9 +31,11 @@ __all__ = [
     "build_encoder",
     "build_model",
     "classifier_as_fcn",
+    "deconvnet",
     "encoders",
     "fcn",
     "freeze_encoder",
+    "is_encoder_frozen",
     "list_classifiers",
     "list_encoders",
     "list_models",
@@ -36,5 +43,7 @@ __all__ = [
     "load_weights",
     "param_groups",
     "read_state_dict",
+    "segnet",
+    "unet",
     "unfreeze_encoder",
 ]
