@@ -85,8 +85,8 @@ def _open(path: Path, kind: str) -> Image.Image:
     if not path.is_file():
         raise DataFormatError(path, f"{kind} file does not exist")
     try:
-        image = Image.open(path)
-        image.load()
+        with Image.open(path) as image:
+            image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DataFormatError(path, f"cannot read {kind}: {error}") from None
     return image
