@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+from fcnlab.ops.boxes import (
+    batched_nms,
+    box_area,
+    box_convert,
+    box_iou,
+    cxcywh_to_xyxy,
+    generalized_box_iou,
+    nms,
+    xywh_to_xyxy,
+    xyxy_to_cxcywh,
+    xyxy_to_xywh,
+)
 from fcnlab.ops.kernels import (
     bilinear_kernel,
     interpolation_kernel,
@@ -17,15 +29,25 @@ from fcnlab.ops.matrix import (
 from fcnlab.ops.upsample import transposed_upsample, upsample, zero_insert
 
 __all__ = [
+    "batched_nms",
     "bilinear_kernel",
+    "box_area",
+    "box_convert",
+    "box_iou",
     "conv2d_matrix",
     "conv_transpose_output_padding",
+    "cxcywh_to_xyxy",
+    "generalized_box_iou",
     "interpolation_kernel",
     "interpolation_taps",
     "is_checkerboard_free",
     "kernel_origin",
+    "nms",
     "transpose_conv_overlap",
     "transposed_upsample",
     "upsample",
+    "xywh_to_xyxy",
+    "xyxy_to_cxcywh",
+    "xyxy_to_xywh",
     "zero_insert",
 ]
