@@ -7,6 +7,7 @@ import argparse
 from rich.console import Console
 
 from fcnlab.config import load_config
+from fcnlab.engine.distributed import cleanup_distributed
 from fcnlab.engine.trainer import TrainingInterrupted, train
 
 EXIT_INTERRUPTED = 130
@@ -39,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     except TrainingInterrupted as stop:
         Console(stderr=True).print(f"[yellow]{stop}[/yellow]", highlight=False)
         return EXIT_INTERRUPTED
+    finally:
+        cleanup_distributed()
     best = f"{100 * result.best_miou:.2f}" if result.best_miou >= 0 else "n/a"
     console.print(
         f"[green]done:[/green] {result.step} steps, best mIoU {best}; run folder {result.run_dir}",
