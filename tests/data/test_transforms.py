@@ -38,6 +38,36 @@ def test_crop_and_flip_keep_image_and_mask_aligned(seed: int) -> None:
     assert_aligned(out_image, out_mask)
 
 
+@pytest.mark.parametrize(("size", "crop"), [((37, 53), 24), ((20, 31), 24), ((96, 128), 64)])
+def test_fused_scale_crop_equals_scale_then_crop(size: tuple[int, int], crop: int) -> None:
+    # F.interpolate on the whole image is the reference; the fused step only computes the window
+    for seed in range(12):
+        generator = torch.Generator().manual_seed(seed)
+        image, mask = torch.rand(3, *size, generator=generator), torch.randint(0, 99, size)
+        fused = T.RandomScaleCrop(crop, 0.5, 2.0, fill=FILL)
+        reference = T.Compose([T.RandomScale(0.5, 2.0), T.RandomCrop(crop, fill=FILL)])
+        out = fused(image, mask, generator=torch.Generator().manual_seed(seed))
+        expected = reference(image, mask, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(out[1], expected[1])
+        assert torch.allclose(out[0], expected[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_scaled_mask_stays_on_the_image_grid(seed: int) -> None:
+    # Bilinear interpolation of a coordinate ramp returns each output pixel's source position;
+    # the nearest-neighbour mask must name the source pixel within half a pixel of it.
+    image, _ = coordinate_pair(24, 32)
+    mask = image[0].long() * 100 + image[1].long()
+    out_image, out_mask = T.RandomScaleCrop(20, 0.5, 2.0, fill=FILL)(
+        image, mask, generator=torch.Generator().manual_seed(seed)
+    )
+    rows, cols = out_image[0], out_image[1]
+    inside = (rows > 1) & (rows < 22) & (cols > 1) & (cols < 30)  # away from clamped borders
+    assert inside.sum() > 50
+    assert torch.all((out_mask[inside] // 100 - rows[inside]).abs() <= 0.5 + 1e-4)
+    assert torch.all((out_mask[inside] % 100 - cols[inside]).abs() <= 0.5 + 1e-4)
+
+
 def test_flip_is_a_mirror() -> None:
     image, mask = coordinate_pair(4, 5)
     out_image, out_mask = T.RandomHorizontalFlip(p=1.0)(image, mask)

@@ -79,6 +79,63 @@ def crop(
     return image[:, window[0], window[1]], mask[window]
 
 
+def _linear_taps(
+    start: int, length: int, in_size: int, out_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices i0, i1 and weights of i1 for output pixels [start, start + length) of a
+    bilinear resize ``in_size -> out_size`` (``align_corners=False``, as ``F.interpolate``)."""
+    scale = in_size / out_size
+    src = ((torch.arange(start, start + length, dtype=torch.float64) + 0.5) * scale - 0.5).clamp(
+        min=0
+    )
+    i0 = src.floor().long().clamp(max=in_size - 1)
+    return i0, (i0 + 1).clamp(max=in_size - 1), (src - i0).float()
+
+
+def _nearest_taps(start: int, length: int, in_size: int, out_size: int) -> torch.Tensor:
+    """Source indices of output pixels [start, start + length) of a ``nearest-exact`` resize,
+    rounded as PyTorch's kernel rounds them (float32 scale, product rounded to float32) so that
+    ties fall on the same side."""
+    scale = torch.tensor(in_size, dtype=torch.float32) / out_size
+    src = (torch.arange(start, start + length, dtype=torch.float64) + 0.5) * scale.double()
+    return src.float().floor().long().clamp(max=in_size - 1)
+
+
+def scale_crop(
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    factor: float,
+    top: int,
+    left: int,
+    height: int,
+    width: int,
+    fill: float = 0.0,
+    ignore_index: int = IGNORE_INDEX,
+) -> Pair:
+    """The pair resized by ``factor`` (to ``round(factor * size)``), padded bottom and right to
+    at least ``height`` x ``width`` and cropped to that window at (``top``, ``left``): the same
+    as ``resize``, ``pad_to`` and ``crop`` in turn.
+
+    When enlarging, only the window's pixels are interpolated (separable bilinear taps for the
+    image, nearest taps for the mask), which for a 320 crop of a 500x375 image scaled by 2 is
+    several times cheaper than resizing it whole; shrinking resizes the whole (small) result.
+    """
+    size_h, size_w = image.shape[1:]
+    scaled_h, scaled_w = max(1, round(size_h * factor)), max(1, round(size_w * factor))
+    if scaled_h < size_h or scaled_w < size_w:
+        image, mask = resize(image, mask, (scaled_h, scaled_w))
+        image, mask = pad_to(image, mask, height, width, fill, ignore_index)
+        return crop(image, mask, top, left, height, width)
+    rows, cols = min(height, scaled_h - top), min(width, scaled_w - left)
+    i0, i1, wy = _linear_taps(top, rows, size_h, scaled_h)
+    j0, j1, wx = _linear_taps(left, cols, size_w, scaled_w)
+    image = image.index_select(1, i0).lerp_(image.index_select(1, i1), wy[:, None])
+    image = image.index_select(2, j0).lerp_(image.index_select(2, j1), wx)
+    mask = mask.index_select(0, _nearest_taps(top, rows, size_h, scaled_h))
+    mask = mask.index_select(1, _nearest_taps(left, cols, size_w, scaled_w))
+    return pad_to(image, mask, height, width, fill, ignore_index)
+
+
 def hflip(image: torch.Tensor, mask: torch.Tensor) -> Pair:
     """Mirror both left to right."""
     return image.flip(-1), mask.flip(-1)
@@ -241,6 +298,38 @@ class Normalize:
         return f"Normalize(mean={self.mean}, std={self.std})"
 
 
+class RandomScaleCrop:
+    """``RandomScale`` then ``RandomCrop`` in one step that resizes only the cropped pixels
+    (``scale_crop``); it draws the same factor and window as the two would in sequence."""
+
+    def __init__(
+        self,
+        size: int | tuple[int, int],
+        min_scale: float = 0.5,
+        max_scale: float = 2.0,
+        fill: float = 0.0,
+        ignore_index: int = IGNORE_INDEX,
+    ) -> None:
+        self.scale = RandomScale(min_scale, max_scale)
+        self.crop = RandomCrop(size, fill, ignore_index)
+
+    def __call__(
+        self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> Pair:
+        factor = _uniform(self.scale.min_scale, self.scale.max_scale, generator)
+        size_h, size_w = image.shape[1:]
+        scaled_h, scaled_w = max(1, round(size_h * factor)), max(1, round(size_w * factor))
+        height, width = self.crop.size
+        top = _randint(max(scaled_h - height, 0), generator)
+        left = _randint(max(scaled_w - width, 0), generator)
+        return scale_crop(
+            image, mask, factor, top, left, height, width, self.crop.fill, self.crop.ignore_index
+        )
+
+    def __repr__(self) -> str:
+        return f"RandomScaleCrop({self.crop.size}, {self.scale.min_scale}, {self.scale.max_scale})"
+
+
 def train_transforms(
     crop_size: int | tuple[int, int],
     scale: tuple[float, float] = (0.5, 2.0),
@@ -250,9 +339,9 @@ def train_transforms(
     std: Sequence[float] = IMAGENET_STD,
 ) -> Compose:
     """The usual training pipeline (torchvision's segmentation reference): random scale, random
-    crop padded with ignore, horizontal flip, optional colour jitter, then normalisation
-    (``mean=None`` skips it)."""
-    steps: list[object] = [RandomScale(*scale), RandomCrop(crop_size), RandomHorizontalFlip(flip)]
+    crop padded with ignore (fused: ``RandomScaleCrop``), horizontal flip, optional colour jitter,
+    then normalisation (``mean=None`` skips it)."""
+    steps: list[object] = [RandomScaleCrop(crop_size, *scale), RandomHorizontalFlip(flip)]
     if jitter > 0:
         steps.append(ColorJitter(jitter, jitter, jitter))
     if mean is not None:
