@@ -2,8 +2,9 @@
 
 Writes a small Pascal VOC 2012 layout of generated 500x375 photos (JPEG) and palette-PNG masks
 in a temporary folder, then measures images per second for: decoding alone, decoding plus the
-joint transforms (random scale 0.5-2, crop with ignore padding, flip, normalise), and a
-DataLoader over the same with 0 and 2 workers. One markdown table, measured in this run::
+joint transforms (random scale 0.5-2, crop with ignore padding, flip, normalise) with the whole
+image resized first and with ``train_transforms``' fused scale-crop, and a DataLoader over the
+latter with 0 and 2 workers. One markdown table, measured in this run::
 
     python benchmarks/bench_data.py             # 64 images, crop 320, batch 8, workers 0 and 2
     python benchmarks/bench_data.py --quick     # 16 images, a smoke run
@@ -24,6 +25,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from fcnlab.data import Shapes, build_dataset, train_transforms
+from fcnlab.data import transforms as T
 from fcnlab.data.palettes import voc_palette
 
 WIDTH, HEIGHT = 500, 375
@@ -52,6 +54,13 @@ def write_voc(root: Path, count: int) -> None:
         png.save(root / "SegmentationClass" / f"{name}.png")
         ids.append(name)
     (root / "ImageSets/Segmentation/train.txt").write_text("\n".join(ids) + "\n")
+
+
+def unfused_transforms(crop: int) -> T.Compose:
+    """``train_transforms`` with the whole image resized before cropping (torchvision's way)."""
+    return T.Compose(
+        [T.RandomScale(0.5, 2.0), T.RandomCrop(crop), T.RandomHorizontalFlip(), T.Normalize()]
+    )
 
 
 def images_per_second(epoch: Callable[[], int], epochs: int) -> float:
@@ -103,9 +112,14 @@ def main() -> None:
         augmented = build_dataset(
             "voc", root, split="train", transforms=train_transforms(args.crop)
         )
+        unfused = build_dataset(
+            "voc", root, split="train", transforms=unfused_transforms(args.crop)
+        )
         rows.append(("decode (JPEG + PNG)", images_per_second(dataset_epoch(plain), 1)))
+        rate = images_per_second(dataset_epoch(unfused), 1)
+        rows.append(("decode + resize whole, then crop/flip/normalise", rate))
         rate = images_per_second(dataset_epoch(augmented), 1)
-        rows.append(("decode + scale/crop/flip/normalise", rate))
+        rows.append(("decode + train_transforms (fused scale-crop)", rate))
         for workers in args.workers:
             loader = DataLoader(
                 augmented,
