@@ -16,6 +16,7 @@ from fcnlab.viz.lesson_figures import (
     plot_max_unpooling,
     plot_zero_insertion,
 )
+from fcnlab.viz.lesson_models import NUM_CLASSES, dense_prediction_example, fcn_comparison
 from fcnlab.viz.lesson_numbers import (
     checkerboard_example,
     conv_matrix_example,
@@ -235,13 +236,37 @@ def test_checkerboard_figure_has_a_column_per_pair() -> None:
     assert len([ax for ax in fig.axes if ax.get_title().startswith("k=")]) == 2
 
 
+# --- 6. from classifier to dense predictor ----------------------------------------------------
+
+
+def test_convolutionalized_classifier_gives_the_classifier_logits() -> None:
+    example = dense_prediction_example()
+    assert example.classifier_logits.shape == (NUM_CLASSES,)
+    torch.testing.assert_close(example.fcn_logits, example.classifier_logits)
+
+
+def test_heat_map_has_one_score_per_window_at_stride_32() -> None:
+    example = dense_prediction_example(image_size=192)
+    # pool5 of a 192x192 image is 6x6; an unpadded 3x3 fc6 leaves 4x4 windows.
+    assert example.heat_map.shape == (NUM_CLASSES, 4, 4)
+    assert example.image.shape == (3, 192, 192)
+
+
+def test_fcn_comparison_scores_every_pixel_at_each_models_stride() -> None:
+    example = fcn_comparison(image_size=64)
+    assert example.output_strides == {"fcn32s": 32, "fcn8s": 8}
+    for scores in example.scores.values():
+        assert scores.shape == (NUM_CLASSES, 64, 64)
+    assert example.mask.shape == (64, 64)
+
+
 # --- the page --------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def lesson_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("lesson")
-    write_lesson(out)
+    write_lesson(out, dpi=30)  # every figure drawn, at a resolution that keeps the test quick
     return out
 
 
@@ -251,7 +276,7 @@ def test_page_parses_and_references_only_existing_pngs(lesson_dir: Path) -> None
     for name in parser.images:
         assert "/" not in name and (lesson_dir / name).is_file(), name
         with Image.open(lesson_dir / name) as image:
-            assert image.format == "PNG" and min(image.size) > 100
+            assert image.format == "PNG" and min(image.size) > 50
     assert sorted(path.name for path in lesson_dir.glob("*.png")) == sorted(parser.images)
 
 
@@ -268,6 +293,8 @@ def test_page_shows_the_checked_numbers(lesson_dir: Path) -> None:
     assert "first row of the result: 1, 1.5, 2, 2.5, 3, 3.5, 4" in text
     assert "max |C^T vec(y) - conv_transpose2d(y)| = 0.0e+00" in text
     assert "kernel 3, stride 2: interior overlap counts [1, 2, 4] (checkerboard)" in text
+    assert "output strides: fcn32s 32, fcn8s 8" in text
+    assert "untrained" in text
 
 
 def tiny_figure(context: LessonContext) -> Figure:

@@ -24,6 +24,15 @@ from fcnlab.viz.lesson_figures import (
     plot_upsampled_images,
     plot_zero_insertion,
 )
+from fcnlab.viz.lesson_models import (
+    FC6_KERNEL,
+    IMAGE_SIZE,
+    TRAIN_SIZE,
+    dense_prediction_example,
+    fcn_comparison,
+    plot_dense_prediction,
+    plot_fcn_comparison,
+)
 from fcnlab.viz.lesson_numbers import (
     CHECKERBOARD_PAIRS,
     checkerboard_example,
@@ -106,6 +115,18 @@ def _checkerboard_facts(context: LessonContext) -> list[str]:
     return facts
 
 
+def _dense_prediction_facts(context: LessonContext) -> list[str]:
+    example = dense_prediction_example()
+    gap = (example.classifier_logits - example.fcn_logits).abs().max()
+    h, w = example.heat_map.shape[-2:]
+    strides = ", ".join(f"{name} {s}" for name, s in fcn_comparison().output_strides.items())
+    return [
+        f"max |classifier - convolutionalized| on a {TRAIN_SIZE}x{TRAIN_SIZE} image = {gap:.1e}",
+        f"heat map on {IMAGE_SIZE}x{IMAGE_SIZE}: {h}x{w} = {IMAGE_SIZE}/32 - {FC6_KERNEL} + 1",
+        f"output strides: {strides}",
+    ]
+
+
 SECTIONS: list[Section] = [
     Section(
         "zero-insertion",
@@ -160,6 +181,20 @@ SECTIONS: list[Section] = [
         [lambda context: plot_checkerboard()],
         _checkerboard_facts,
     ),
+    Section(
+        "dense-prediction",
+        "6. From classifier to dense predictor",
+        "A classifier's fully connected layers are convolutions whose kernels cover their whole "
+        "input (<code>fcnlab.models.classifier.classifier_as_fcn</code>): loaded with the "
+        "classifier's own weights, the convolutional network gives the same logits on the "
+        "training size and, on a larger image, a coarse map of them, one per window, 32 pixels "
+        "apart. FCN-32s upsamples such a map in one step; FCN-8s (<code>build_model('fcn8s')"
+        "</code>) adds scores from stride-16 and stride-8 features, so its output can follow "
+        "finer detail. <strong>The models here are tiny and untrained</strong> (random weights, "
+        "random score layers): the pictures show the mechanics, not learned recognition.",
+        [lambda context: plot_dense_prediction(), lambda context: plot_fcn_comparison()],
+        _dense_prediction_facts,
+    ),
 ]
 
 _STYLE = (
@@ -167,10 +202,6 @@ _STYLE = (
     "line-height:1.5;color:#222}img{max-width:100%;height:auto;display:block;margin:1em 0}"
     "code{background:#f2f2f2;padding:0 .2em}li{font-family:monospace}"
 )
-
-
-def _save(fig: Figure, path: Path) -> None:
-    fig.savefig(path, dpi=DPI)
 
 
 def _section_html(section: Section, images: list[str], facts: list[str]) -> str:
@@ -191,12 +222,15 @@ def _section_html(section: Section, images: list[str], facts: list[str]) -> str:
 
 
 def write_lesson(
-    out_dir: str | Path, run: str | Path | None = None, sections: Sequence[Section] | None = None
+    out_dir: str | Path,
+    run: str | Path | None = None,
+    sections: Sequence[Section] | None = None,
+    dpi: int = DPI,
 ) -> Path:
     """Write ``out_dir/index.html`` and one PNG per figure beside it; returns the page's path.
 
     ``run`` is a training-run directory for the sections that need one; sections that cannot be
-    drawn are named at the end of the page with the reason.
+    drawn are named at the end of the page with the reason; ``dpi`` sets the PNGs' resolution.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -214,7 +248,7 @@ def write_lesson(
         images = []
         for number, figure in enumerate(section.figures, start=1):
             name = f"{section.slug}-{number}.png"
-            _save(figure(context), out / name)
+            figure(context).savefig(out / name, dpi=dpi)
             images.append(name)
         body.append(_section_html(section, images, section.facts(context)))
     if skipped:
