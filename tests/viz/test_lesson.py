@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from PIL import Image
 
+from fcnlab.engine.run_dir import RunLog, read_metrics
 from fcnlab.viz.lesson import SECTIONS, LessonContext, Section, write_lesson
 from fcnlab.viz.lesson_figures import (
     plot_checkerboard,
@@ -25,6 +26,13 @@ from fcnlab.viz.lesson_numbers import (
     upsampled_images,
     zero_insertion_example,
     zone_plate,
+)
+from fcnlab.viz.lesson_run import (
+    StageScore,
+    missing_metrics,
+    plot_run_curves,
+    run_facts,
+    stage_scores,
 )
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
@@ -260,6 +268,64 @@ def test_fcn_comparison_scores_every_pixel_at_each_models_stride() -> None:
     assert example.mask.shape == (64, 64)
 
 
+# --- 7. staged training ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """A run folder whose metrics.jsonl is written by the engine's own RunLog."""
+    run = tmp_path / "runs" / "demo"
+    log = RunLog(run, tensorboard=False)
+    for step in range(1, 9):
+        stage = 0 if step <= 4 else 1
+        log.write(
+            {
+                "kind": "train",
+                "stage": stage,
+                "epoch": 0,
+                "step": step,
+                "loss": 1 / step,
+                "lr": 0.01 if stage == 0 else 0.001,
+            }
+        )
+    for stage, step, miou in ((0, 4, 0.3), (1, 6, 0.4), (1, 8, 0.5)):
+        log.write(
+            {
+                "kind": "eval",
+                "stage": stage,
+                "epoch": 0,
+                "step": step,
+                "mean_iou": miou,
+                "pixel_accuracy": 0.9,
+            }
+        )
+    log.close()
+    return run
+
+
+def test_stage_scores_keep_each_stages_last_evaluation(run_dir: Path) -> None:
+    scores = stage_scores(read_metrics(run_dir))
+    assert scores == [StageScore(0, 4, 0.3), StageScore(1, 8, 0.5)]
+    assert run_facts(run_dir) == [
+        "stage 1: mIoU 0.3000 at step 4",
+        "stage 2: mIoU 0.5000 at step 8",
+    ]
+
+
+def test_run_section_explains_what_is_missing(tmp_path: Path) -> None:
+    assert "--run" in (missing_metrics(None) or "")
+    assert "has no metrics.jsonl" in (missing_metrics(tmp_path) or "")
+
+
+def test_run_section_is_drawn_from_a_run_folder(run_dir: Path, tmp_path: Path) -> None:
+    sections = [section for section in SECTIONS if section.slug == "staged-training"]
+    page = write_lesson(tmp_path / "page", run=run_dir, sections=sections, dpi=30)
+    assert parse(page).images == ["staged-training-1.png"]
+    assert "stage 2: mIoU 0.5000 at step 8" in page.read_text(encoding="utf-8")
+    curves = plot_run_curves(run_dir)
+    assert len([line for line in curves.axes[0].lines if line.get_linestyle() == "--"]) == 2
+
+
 # --- the page --------------------------------------------------------------------------------
 
 
@@ -282,8 +348,9 @@ def test_page_parses_and_references_only_existing_pngs(lesson_dir: Path) -> None
 
 def test_page_has_one_section_per_concept_with_its_figures(lesson_dir: Path) -> None:
     parser = parse(lesson_dir / "index.html")
-    assert parser.ids == [section.slug for section in SECTIONS]
-    for section in SECTIONS:
+    drawn = [section for section in SECTIONS if section.slug != "staged-training"]
+    assert parser.ids == [*(section.slug for section in drawn), "not-shown"]
+    for section in drawn:
         shown = [name for name in parser.images if name.startswith(f"{section.slug}-")]
         assert len(shown) == len(section.figures)
 
@@ -295,6 +362,7 @@ def test_page_shows_the_checked_numbers(lesson_dir: Path) -> None:
     assert "kernel 3, stride 2: interior overlap counts [1, 2, 4] (checkerboard)" in text
     assert "output strides: fcn32s 32, fcn8s 8" in text
     assert "untrained" in text
+    assert "7. Staged training: give a training run folder with --run" in text
 
 
 def tiny_figure(context: LessonContext) -> Figure:

@@ -43,6 +43,7 @@ from fcnlab.viz.lesson_numbers import (
     zero_insertion_example,
     zone_plate,
 )
+from fcnlab.viz.lesson_run import missing_metrics, plot_run_curves, run_facts
 
 DPI = 80
 
@@ -194,6 +195,17 @@ SECTIONS: list[Section] = [
         "random score layers): the pictures show the mechanics, not learned recognition.",
         [lambda context: plot_dense_prediction(), lambda context: plot_fcn_comparison()],
         _dense_prediction_facts,
+    ),
+    Section(
+        "staged-training",
+        "7. Staged training",
+        "FCNs are trained in stages: first the new decoder with the pretrained encoder frozen, "
+        "then everything fine-tuned at a lower learning rate. The curves below are read from the "
+        "run folder's <code>metrics.jsonl</code>; dashed lines mark where a stage begins, and the "
+        "list gives the mIoU each stage ended with.",
+        [lambda context: plot_run_curves(context.run)],
+        lambda context: run_facts(context.run),
+        unavailable=lambda context: missing_metrics(context.run),
     ),
 ]
 
