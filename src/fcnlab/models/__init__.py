@@ -5,7 +5,7 @@ Importing this package registers every encoder family and architecture.
 
 from __future__ import annotations
 
-from fcnlab.models import centernet, deconvnet, encoders, fcn, segnet, unet
+from fcnlab.models import centernet, deconvnet, encoders, fcn, fcos, segnet, unet
 from fcnlab.models.classifier import build_classifier, classifier_as_fcn, list_classifiers
 from fcnlab.models.encoders import load_darknet_weights
 from fcnlab.models.freeze import (
@@ -35,6 +35,7 @@ __all__ = [
     "deconvnet",
     "encoders",
     "fcn",
+    "fcos",
     "freeze_encoder",
     "is_encoder_frozen",
     "list_classifiers",

@@ -206,4 +206,4 @@ def fcos_targets(
     positive = best_area.isfinite()
     in_crowd = (inside & crowd).any(dim=1)
     assigned = torch.where(positive, labels[best], torch.where(in_crowd, IGNORE, BACKGROUND))
-    return {"labels": assigned, "ltrb": ltrb[torch.arange(len(points)), best]}
+    return {"labels": assigned, "ltrb": ltrb[torch.arange(len(points), device=points.device), best]}

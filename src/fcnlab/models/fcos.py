@@ -1,0 +1,311 @@
+"""FCOS (Tian, Shen, Chen & He, *FCOS: Fully Convolutional One-Stage Object Detection*,
+https://arxiv.org/abs/1904.01355).
+
+Every location of a feature pyramid classifies the object it lies in and regresses its distances
+to the box's four sides, no anchors. Encoder -> FPN (P3-P7) -> one head shared by all levels:
+classification (sigmoid focal loss), ltrb regression (GIoU loss) and centre-ness (BCE), which
+down-weights locations far from a box centre at test time. Locations are assigned to levels by
+the size of the box as seen from them (``max(l, t, r, b)``), and with centre sampling only
+locations near a box centre are positives. Decoding: score threshold, top K per level,
+class-wise NMS.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fcnlab.models.detection import (
+    IGNORE,
+    centerness_target,
+    fcos_locations,
+    fcos_targets,
+    giou_loss,
+    sigmoid_focal_loss,
+)
+from fcnlab.models.registry import MODELS, make_encoder
+from fcnlab.models.weights import WeightsSource
+from fcnlab.ops.boxes import batched_nms
+
+ENCODER_REDUCTIONS = (8, 16, 32)
+# max(l, t, r, b) ranges of P3..P7 (the paper's m_2..m_7 = 0, 64, 128, 256, 512, inf).
+SIZE_RANGES = ((0.0, 64.0), (64.0, 128.0), (128.0, 256.0), (256.0, 512.0), (512.0, math.inf))
+# Classification bias -log((1 - 0.01) / 0.01): RetinaNet's prior, every location starts at 0.01.
+CLASS_PRIOR = 0.01
+# exp() of the regression stays below e^10 strides, so early training cannot overflow.
+MAX_LOG_DISTANCE = 10.0
+
+
+def pick_features(
+    reductions: Sequence[int], wanted: Sequence[int] = ENCODER_REDUCTIONS
+) -> list[int]:
+    """Index of the deepest encoder feature at each ``wanted`` reduction (C3, C4, C5)."""
+    picked = []
+    for r in wanted:
+        matches = [i for i, red in enumerate(reductions) if red == r]
+        if not matches:
+            raise ValueError(
+                f"FCOS needs encoder features at reductions {list(wanted)} (C3-C5), but the "
+                f"encoder's reductions are {list(reductions)}"
+            )
+        picked.append(matches[-1])
+    return picked
+
+
+class FPN(nn.Module):
+    """Feature pyramid (Lin et al. 2017) as FCOS builds it: P3-P5 top-down, P6-P7 from P5.
+
+    Lateral 1x1 convolutions, nearest upsampling to the lateral's exact size (any input size),
+    3x3 output convolutions; P6 is a stride-2 3x3 convolution of P5 and P7 one of ReLU(P6).
+    """
+
+    def __init__(self, in_channels: Sequence[int], channels: int = 256, extra: int = 2) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
+        self.output = nn.ModuleList(
+            nn.Conv2d(channels, channels, 3, padding=1) for _ in in_channels
+        )
+        self.extra = nn.ModuleList(
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1) for _ in range(extra)
+        )
+        for conv in self.modules():
+            if isinstance(conv, nn.Conv2d):
+                nn.init.kaiming_uniform_(conv.weight, a=1)
+                nn.init.zeros_(conv.bias)
+
+    def forward(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """C3..C5 -> [P3, ..., P7], fine to coarse."""
+        x = self.lateral[-1](features[-1])
+        top_down = [x]
+        for lateral, feature in zip(self.lateral[-2::-1], features[-2::-1], strict=True):
+            lat = lateral(feature)
+            x = lat + F.interpolate(x, size=lat.shape[-2:], mode="nearest")
+            top_down.insert(0, x)
+        levels = [conv(p) for conv, p in zip(self.output, top_down, strict=True)]
+        x = levels[-1]
+        for k, conv in enumerate(self.extra):
+            x = conv(F.relu(x) if k else x)
+            levels.append(x)
+        return levels
+
+
+def tower(channels: int, depth: int) -> nn.Sequential:
+    """``depth`` x (3x3 convolution, GroupNorm, ReLU).
+
+    32 groups, fewer for narrow heads, always of at least 2 channels so that a 1x1 P7 still has
+    more than one value per group.
+    """
+    layers: list[nn.Module] = []
+    for _ in range(depth):
+        layers += [
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.GroupNorm(math.gcd(32, max(1, channels // 2)), channels),
+            nn.ReLU(inplace=True),
+        ]
+    return nn.Sequential(*layers)
+
+
+class FCOSHead(nn.Module):
+    """The head shared by all levels: a classification and a regression tower of 4 conv-GN-ReLU.
+
+    Centre-ness is a branch parallel to classification, as in the paper. Distances are
+    ``exp(s_k x) * stride_k`` with a learnt scalar ``s_k`` per level; the stride factor (from
+    FCOS's released code) lets every level start at about one stride.
+    """
+
+    def __init__(
+        self, channels: int, num_classes: int, strides: Sequence[int], depth: int = 4
+    ) -> None:
+        super().__init__()
+        self.strides = tuple(strides)
+        self.cls_tower, self.reg_tower = tower(channels, depth), tower(channels, depth)
+        self.cls_logits = nn.Conv2d(channels, num_classes, 3, padding=1)
+        self.centerness = nn.Conv2d(channels, 1, 3, padding=1)
+        self.ltrb = nn.Conv2d(channels, 4, 3, padding=1)
+        self.scales = nn.Parameter(torch.ones(len(strides)))
+        for conv in self.modules():
+            if isinstance(conv, nn.Conv2d):
+                nn.init.normal_(conv.weight, std=0.01)
+                nn.init.zeros_(conv.bias)
+        nn.init.constant_(self.cls_logits.bias, -math.log((1 - CLASS_PRIOR) / CLASS_PRIOR))
+
+    def forward(self, levels: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """[P3..P7] -> {"cls_logits" (N, L, C), "ltrb" (N, L, 4) pixels, "centerness" (N, L)}.
+
+        L counts the locations of all levels, level after level, each row-major.
+        """
+        cls, ltrb, ctr = [], [], []
+        for k, (p, stride) in enumerate(zip(levels, self.strides, strict=True)):
+            c, r = self.cls_tower(p), self.reg_tower(p)
+            cls.append(self.cls_logits(c).flatten(2).transpose(1, 2))
+            ctr.append(self.centerness(c).flatten(1))
+            log_distance = (self.scales[k] * self.ltrb(r)).clamp(max=MAX_LOG_DISTANCE)
+            ltrb.append((log_distance.exp() * stride).flatten(2).transpose(1, 2))
+        return {
+            "cls_logits": torch.cat(cls, dim=1),
+            "ltrb": torch.cat(ltrb, dim=1),
+            "centerness": torch.cat(ctr, dim=1),
+        }
+
+
+def ltrb_to_boxes(points: torch.Tensor, ltrb: torch.Tensor) -> torch.Tensor:
+    """xyxy boxes from locations (..., 2) and their distances (..., 4) to the four sides."""
+    return torch.cat((points - ltrb[..., :2], points + ltrb[..., 2:]), dim=-1)
+
+
+class FCOS(nn.Module):
+    """Encoder -> ``FPN`` (``decoder``) -> ``FCOSHead``; ``forward`` returns raw head outputs."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: FPN,
+        head: FCOSHead,
+        num_classes: int,
+        feature_index: Sequence[int],
+        center_radius: float | None = 1.5,
+        size_ranges: Sequence[Sequence[float]] = SIZE_RANGES,
+    ) -> None:
+        super().__init__()
+        self.encoder, self.decoder, self.head = encoder, decoder, head
+        self.num_classes, self.strides = num_classes, head.strides
+        self.feature_index = list(feature_index)
+        self.center_radius, self.size_ranges = center_radius, tuple(size_ranges)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(N, 3, H, W) -> head outputs plus "points" (L, 2) input pixels and "level" (L,)."""
+        features = self.encoder(x)
+        levels = self.decoder([features[i] for i in self.feature_index])
+        outputs = self.head(levels)
+        sizes = [p.shape[-2:] for p in levels]
+        outputs["points"], outputs["level"] = fcos_locations(sizes, self.strides, x.device)
+        return outputs
+
+    def targets(
+        self, outputs: Mapping[str, torch.Tensor], targets: Sequence[Mapping[str, Any]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stacked ``fcos_targets`` of a batch: labels (N, L) and ltrb (N, L, 4)."""
+        if len(targets) != len(outputs["cls_logits"]):
+            raise ValueError(
+                f"got {len(targets)} targets for a batch of {len(outputs['cls_logits'])} images"
+            )
+        made = [
+            fcos_targets(
+                t,
+                self.num_classes,
+                outputs["points"],
+                outputs["level"],
+                self.strides,
+                self.size_ranges,
+                self.center_radius,
+                i,
+            )
+            for i, t in enumerate(targets)
+        ]
+        return torch.stack([m["labels"] for m in made]), torch.stack([m["ltrb"] for m in made])
+
+    def loss(
+        self, outputs: Mapping[str, torch.Tensor], targets: Sequence[Mapping[str, Any]]
+    ) -> dict[str, torch.Tensor]:
+        """Focal loss over all locations / positives + GIoU loss + centre-ness BCE on positives.
+
+        Locations labelled ``IGNORE`` (inside crowd boxes only) give no classification loss.
+        Keys "loss" (the sum), "cls", "box", "centerness".
+        """
+        logits = outputs["cls_logits"]
+        labels, ltrb = self.targets(outputs, targets)
+        positive = labels >= 0
+        num_positive = max(int(positive.sum()), 1)
+        onehot = F.one_hot(labels.clamp(min=0), self.num_classes).to(logits)
+        onehot = onehot * positive[..., None]
+        valid = labels != IGNORE
+        target_ltrb = ltrb[positive]
+        predicted = outputs["ltrb"][positive]
+        # Both boxes around their location as the origin: GIoU needs no absolute positions.
+        origin = predicted.new_zeros(len(predicted), 2)
+        losses = {
+            "cls": sigmoid_focal_loss(logits[valid], onehot[valid]) / num_positive,
+            "box": giou_loss(
+                ltrb_to_boxes(origin, predicted), ltrb_to_boxes(origin, target_ltrb)
+            ).sum()
+            / num_positive,
+            "centerness": F.binary_cross_entropy_with_logits(
+                outputs["centerness"][positive], centerness_target(target_ltrb), reduction="sum"
+            )
+            / num_positive,
+        }
+        losses["loss"] = losses["cls"] + losses["box"] + losses["centerness"]
+        return losses
+
+    @torch.no_grad()
+    def decode(
+        self,
+        outputs: Mapping[str, torch.Tensor],
+        image_size: Sequence[int],
+        score_threshold: float = 0.05,
+        top_k: int = 100,
+        pre_nms_top_k: int = 1000,
+        nms_threshold: float = 0.6,
+    ) -> list[dict[str, torch.Tensor]]:
+        """Detections per image: {"boxes" (K, 4) xyxy input pixels, "scores" (K,), "labels"}.
+
+        Score = sqrt(class probability x centre-ness) (FCOS's released code; the paper's product
+        ranks the same). Per level, the ``pre_nms_top_k`` best (location, class) pairs scoring
+        at least ``score_threshold``; boxes clipped to ``image_size`` (H, W); class-wise NMS at
+        ``nms_threshold``; the ``top_k`` best.
+        """
+        scores = (
+            outputs["cls_logits"].sigmoid() * outputs["centerness"].sigmoid()[..., None]
+        ).sqrt()
+        height, width = image_size
+        limit = torch.tensor([width, height, width, height]).to(outputs["ltrb"])
+        level = outputs["level"]
+        results = []
+        for image_scores, image_ltrb in zip(scores, outputs["ltrb"], strict=True):
+            boxes, kept_scores, labels = [], [], []
+            for k in range(len(self.strides)):
+                at_level = (level == k).nonzero()[:, 0]
+                flat = image_scores[at_level].flatten()
+                candidates = (flat >= score_threshold).nonzero()[:, 0]
+                best = flat[candidates].topk(min(pre_nms_top_k, len(candidates))).indices
+                chosen = candidates[best]
+                where = at_level[chosen // self.num_classes]
+                boxes.append(ltrb_to_boxes(outputs["points"][where], image_ltrb[where]))
+                kept_scores.append(flat[chosen])
+                labels.append(chosen % self.num_classes)
+            box = torch.cat(boxes).clamp(min=0).minimum(limit)
+            score, label = torch.cat(kept_scores), torch.cat(labels)
+            keep = batched_nms(box, score, label, nms_threshold)[:top_k]
+            results.append({"boxes": box[keep], "scores": score[keep], "labels": label[keep]})
+        return results
+
+
+@MODELS.register("fcos")
+def fcos(
+    num_classes: int,
+    encoder: str | nn.Module | None = None,
+    encoder_weights: WeightsSource | None = None,
+    encoder_options: Mapping[str, Any] | None = None,
+    fpn_channels: int = 256,
+    head_depth: int = 4,
+    center_sampling: float | None = 1.5,
+) -> FCOS:
+    """FCOS on any registered encoder with features at reductions 8, 16, 32 (default
+    ``"resnet50"``, the paper's).
+
+    ``fpn_channels`` is the width of the pyramid and the head (256 in the paper); ``head_depth``
+    the convolutions per tower (4); ``center_sampling`` the centre-region radius in strides
+    (1.5; None: every location inside a box). Differs from the paper: GIoU instead of IoU loss,
+    centre sampling and stride-normalised distances (the authors' later improvements).
+    """
+    built = make_encoder(encoder, "resnet50", encoder_weights, encoder_options)
+    index = pick_features(built.reductions)
+    decoder = FPN([built.out_channels[i] for i in index], fpn_channels)
+    strides = [*ENCODER_REDUCTIONS, 2 * ENCODER_REDUCTIONS[-1], 4 * ENCODER_REDUCTIONS[-1]]
+    head = FCOSHead(fpn_channels, num_classes, strides, head_depth)
+    return FCOS(built, decoder, head, num_classes, index, center_sampling)
