@@ -36,10 +36,14 @@ SHAPES_PALETTE = np.array(
     dtype=np.uint8,
 )
 # A new shape is placed again when it would hide more than this share of an earlier one.
-MAX_OCCLUDED = 0.4
+MAX_OCCLUDED = 0.25
 # Mean absolute RGB difference a shape keeps from what it is painted over, so edges stay visible.
 MIN_CONTRAST = 0.25
 PLACEMENT_TRIES = 20
+# Largest colour difference within the background texture and within a shape's texture: weaker
+# than MIN_CONTRAST, so that outlines, not texture edges, are what stands out.
+BACKGROUND_CONTRAST = 0.2
+SHAPE_TEXTURE = 0.12
 
 
 def shape_mask(
@@ -150,7 +154,7 @@ class Shapes(Dataset):
         target: str = "mask",
         transforms: Callable[..., Any] | None = None,
         shapes_per_image: tuple[int, int] = (1, 4),
-        scale: tuple[float, float] = (0.12, 0.3),
+        scale: tuple[float, float] = (0.15, 0.3),
         noise: float = 0.03,
     ) -> None:
         if not 2 <= num_classes <= len(SHAPE_KINDS) + 1:
@@ -198,7 +202,7 @@ class Shapes(Dataset):
         int64 (-1 = background, k = the k-th shape), and the class of each instance."""
         rng = self.generator(index)
         h, w = self.height, self.width
-        image = _textured(rng, h, w, contrast=0.3)
+        image = _textured(rng, h, w, contrast=BACKGROUND_CONTRAST)
         instances = np.full((h, w), -1, dtype=np.int64)
         areas: list[int] = []
         labels: list[int] = []
@@ -245,7 +249,7 @@ class Shapes(Dataset):
             if np.abs(colour - under).mean() >= MIN_CONTRAST:
                 break
             colour = rng.uniform(0, 1, 3).astype(np.float32)
-        texture = _textured(rng, self.height, self.width, contrast=0.15)[inside]
+        texture = _textured(rng, self.height, self.width, contrast=SHAPE_TEXTURE)[inside]
         return np.clip(colour + (texture - texture.mean(axis=0)), 0, 1)
 
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
