@@ -82,6 +82,20 @@ def test_colours_do_not_tell_the_class() -> None:
     assert accuracy < 0.4
 
 
+def test_texture_zero_gives_flat_colours() -> None:
+    # without texture or noise, the background and each visible shape are one colour each
+    ds = Shapes(6, size=40, texture=0.0, noise=0.0)
+    for index in range(len(ds)):
+        image, _ = ds.load(index)
+        found = ds.instances(index)
+        background = ~found["masks"].any(0)
+        regions = [background, *found["masks"]]
+        for region in regions:
+            if region.any():
+                colours = image[:, region]
+                assert torch.allclose(colours, colours[:, :1].expand_as(colours))
+
+
 def test_instances_agree_with_the_mask() -> None:
     ds = Shapes(8, size=48, seed=1)
     for index in range(len(ds)):

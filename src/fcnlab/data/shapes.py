@@ -139,7 +139,9 @@ class Shapes(Dataset):
     image: float32 (3, H, W) in [0, 1]; mask: int64 (H, W) with 0 = background and 1.. the shape
     kinds in ``SHAPE_KINDS`` order; ``target="dominant"`` returns instead the class covering the
     most pixels (``dominant_class``), for image-level classification. ``size`` is an int or
-    (H, W); ``scale`` bounds the shape radius as a fraction of the smaller side.
+    (H, W); ``scale`` bounds the shape radius as a fraction of the smaller side. Difficulty
+    knobs: ``shapes_per_image``, ``scale``, ``texture`` (strength of the background and shape
+    textures, 0 = flat colours) and ``noise`` (Gaussian standard deviation).
     """
 
     ignore_index = 255
@@ -155,6 +157,7 @@ class Shapes(Dataset):
         transforms: Callable[..., Any] | None = None,
         shapes_per_image: tuple[int, int] = (1, 4),
         scale: tuple[float, float] = (0.15, 0.3),
+        texture: float = 1.0,
         noise: float = 0.03,
     ) -> None:
         if not 2 <= num_classes <= len(SHAPE_KINDS) + 1:
@@ -178,6 +181,7 @@ class Shapes(Dataset):
         self.transforms = transforms
         self.shapes_per_image = shapes_per_image
         self.scale = scale
+        self.texture = texture
         self.noise = noise
         self.kinds = SHAPE_KINDS[: num_classes - 1]
         self.classes = ("background", *self.kinds)
@@ -202,7 +206,7 @@ class Shapes(Dataset):
         int64 (-1 = background, k = the k-th shape), and the class of each instance."""
         rng = self.generator(index)
         h, w = self.height, self.width
-        image = _textured(rng, h, w, contrast=BACKGROUND_CONTRAST)
+        image = _textured(rng, h, w, contrast=self.texture * BACKGROUND_CONTRAST)
         instances = np.full((h, w), -1, dtype=np.int64)
         areas: list[int] = []
         labels: list[int] = []
@@ -249,7 +253,9 @@ class Shapes(Dataset):
             if np.abs(colour - under).mean() >= MIN_CONTRAST:
                 break
             colour = rng.uniform(0, 1, 3).astype(np.float32)
-        texture = _textured(rng, self.height, self.width, contrast=SHAPE_TEXTURE)[inside]
+        texture = _textured(rng, self.height, self.width, contrast=self.texture * SHAPE_TEXTURE)[
+            inside
+        ]
         return np.clip(colour + (texture - texture.mean(axis=0)), 0, 1)
 
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
