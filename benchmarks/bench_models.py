@@ -340,28 +340,21 @@ def run_row(args: argparse.Namespace, name: str, variant: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def print_table(rows: list[tuple[str, str, dict]]) -> None:
-    """Markdown table; ratios are to the plain model of the same row group."""
-    print("| model | variant | params (M) | eval fwd ms | fwd+bwd ms | peak MB | vs plain |")
-    print("|---|---|---:|---:|---:|---:|---|")
-    plain: dict[str, dict] = {}
-    for name, variant, row in rows:
-        if "error" in row:
-            print(f"| {name} | {variant} | | | | | error: {row['error']} |")
-            continue
-        if variant == "plain":
-            plain[name] = row
-            note = {True: "same output", False: "OUTPUT DIFFERS", None: "same layers"}[row["same"]]
-        elif name in plain:
-            ref = plain[name]
-            fwd, both = row["fwd"] / ref["fwd"], row["fwd_bwd"] / ref["fwd_bwd"]
-            note = f"fwd x{fwd:.2f}, fwd+bwd x{both:.2f}"
-        else:
-            note = ""
-        print(
-            f"| {name} | {variant} | {row['params'] / 1e6:.2f} | {row['fwd']:.1f} | "
-            f"{row['fwd_bwd']:.1f} | {row['peak'] / 2**20:.0f} | {note} |"
-        )
+def format_row(name: str, variant: str, row: dict, plain: dict | None) -> str:
+    """One markdown row; the ratios compare with the plain model's row (``plain``)."""
+    if "error" in row:
+        return f"| {name} | {variant} | | | | | error: {row['error']} |"
+    if variant == "plain":
+        note = {True: "same output", False: "OUTPUT DIFFERS", None: "same layers"}[row["same"]]
+    elif plain is not None and "error" not in plain:
+        fwd, both = row["fwd"] / plain["fwd"], row["fwd_bwd"] / plain["fwd_bwd"]
+        note = f"fwd x{fwd:.2f}, fwd+bwd x{both:.2f}"
+    else:
+        note = ""
+    return (
+        f"| {name} | {variant} | {row['params'] / 1e6:.2f} | {row['fwd']:.1f} | "
+        f"{row['fwd_bwd']:.1f} | {row['peak'] / 2**20:.0f} | {note} |"
+    )
 
 
 def main() -> None:
@@ -392,8 +385,14 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats}"
     )
     print()
-    rows = [(m, v, run_row(args, m, v)) for m in args.models for v in args.variants]
-    print_table(rows)
+    print("| model | variant | params (M) | eval fwd ms | fwd+bwd ms | peak MB | vs plain |")
+    print("|---|---|---:|---:|---:|---:|---|", flush=True)
+    for name in args.models:
+        plain = None
+        for variant in args.variants:
+            row = run_row(args, name, variant)
+            plain = row if variant == "plain" else plain
+            print(format_row(name, variant, row, plain), flush=True)
 
 
 if __name__ == "__main__":
