@@ -18,11 +18,8 @@ COMMAND_MODULES = (
     "fcnlab.cli.datasets",
     "fcnlab.cli.train",
     "fcnlab.cli.evaluate",
+    "fcnlab.cli.info",
 )
-
-
-class CommandError(Exception):
-    """An error meant for the person at the terminal: printed as one line, without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,51 @@
+"""``fcnlab info``: what this installation offers: models, encoders, data sets and devices."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from fcnlab import __version__
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``info`` sub-command."""
+    parser = subparsers.add_parser("info", help="list models, encoders, data sets and devices")
+    parser.set_defaults(run=run)
+
+
+def devices() -> list[tuple[str, str]]:
+    """(device, description) for the CPU and every visible CUDA device."""
+    found = [
+        ("cpu", f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    ]
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        found.append((f"cuda:{index}", f"{props.name}, {props.total_memory / 2**30:.0f} GiB"))
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print one table per kind of thing."""
+    from fcnlab.data import list_datasets
+    from fcnlab.models import list_encoders, list_models
+
+    console = Console()
+    console.print(
+        f"fcnlab {__version__}, torch {torch.__version__}, Python {platform.python_version()}"
+    )
+    for title, names in (
+        ("models", list_models()),
+        ("encoders", list_encoders()),
+        ("data sets", list_datasets()),
+    ):
+        console.print(f"[bold]{title}:[/bold] " + ", ".join(names))
+    table = Table("device", "description", title="devices")
+    for name, description in devices():
+        table.add_row(name, description)
+    console.print(table)
+    return 0
