@@ -1,0 +1,153 @@
+"""Detection speed: CenterNet and FCOS inference with decoding, and NMS against a plain loop.
+
+Prints one markdown table, all measured in this run on this machine: images/s of eval-mode
+``model(x)`` + ``model.decode`` on (1, 3, S, S) inputs, and the time of class-wise NMS on 10,000
+boxes for ``fcnlab.ops.batched_nms``, a plain-PyTorch greedy loop (one box per iteration, the
+coordinate-offset trick for classes) and, where torchvision happens to be installed,
+``torchvision.ops.batched_nms``. Boxes are uniform over a 512 x 512 image, or clustered (100
+objects, 100 jittered copies each, like a detector's raw output); every implementation's kept
+set is checked against the loop's::
+
+    python benchmarks/bench_detection.py             # 512x512, default encoders, median of 3
+    python benchmarks/bench_detection.py --quick     # 128x128, narrow DarkNet-53, smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import torch
+from bench_ops import median_ms
+
+from fcnlab.models import build_model
+from fcnlab.ops import batched_nms, box_iou
+
+
+def loop_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """Greedy NMS as usually written in PyTorch: keep the best box, drop what it overlaps."""
+    offset = labels.to(boxes) * (boxes.max() - boxes.min() + 1)
+    shifted = boxes + offset[:, None]
+    order = scores.argsort(descending=True, stable=True)
+    keep = []
+    while order.numel():
+        best = order[0]
+        keep.append(best)
+        overlap = box_iou(shifted[best : best + 1], shifted[order[1:]])[0]
+        order = order[1:][overlap <= iou_threshold]
+    return torch.stack(keep) if keep else order
+
+
+def nms_boxes(count: int, clustered: bool, classes: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """(boxes, scores, labels): uniform boxes, or jittered copies of count // 100 objects."""
+    g = torch.Generator().manual_seed(seed)
+    if clustered:
+        objects = count // 100
+        centre = torch.rand(objects, 2, generator=g) * 400 + 56
+        size = torch.rand(objects, 2, generator=g) * 150 + 16
+        base = torch.cat((centre - size / 2, centre + size / 2), dim=1).repeat_interleave(100, 0)
+        jitter = (
+            torch.randn(len(base), 4, generator=g)
+            * 0.1
+            * size.repeat(1, 2).repeat_interleave(100, 0)
+        )
+        corners = base + jitter
+        boxes = torch.cat(
+            (corners[:, :2].minimum(corners[:, 2:]), corners[:, :2].maximum(corners[:, 2:])), 1
+        )
+    else:
+        centre = torch.rand(count, 2, generator=g) * 512
+        size = torch.rand(count, 2, generator=g) * 100 + 8
+        boxes = torch.cat((centre - size / 2, centre + size / 2), dim=1)
+    scores = torch.rand(len(boxes), generator=g)
+    labels = torch.randint(0, classes, (len(boxes),), generator=g)
+    return boxes, scores, labels
+
+
+def nms_rows(count: int, repeats: int) -> list[tuple[str, str, str, float, str]]:
+    """(task, setting, implementation, ms, note) for each box set and NMS implementation."""
+    implementations: list[tuple[str, Callable[..., torch.Tensor]]] = [
+        ("plain loop", loop_nms),
+        ("fcnlab.ops.batched_nms", batched_nms),
+    ]
+    try:
+        from torchvision.ops import batched_nms as tv_batched_nms
+
+        implementations.append(("torchvision.ops.batched_nms", tv_batched_nms))
+    except ImportError:
+        pass
+    rows = []
+    for clustered in (False, True):
+        for classes in (1, 80):
+            boxes, scores, labels = nms_boxes(count, clustered, classes)
+            setting = f"{len(boxes)} {'clustered' if clustered else 'uniform'}, {classes} class"
+            setting += "es" if classes > 1 else ""
+            loop_ms = reference = None
+            for name, nms in implementations:
+                kept = set(nms(boxes, scores, labels, 0.5).tolist())
+                reference = kept if reference is None else reference
+                args = (boxes, scores, labels, 0.5)
+                ms = median_ms(lambda f=nms, a=args: f(*a), repeats, boxes.device)
+                loop_ms = ms if loop_ms is None else loop_ms
+                note = f"{loop_ms / ms:.1f}x the loop, {len(kept)} kept"
+                note += "" if kept == reference else ", DIFFERS"
+                rows.append(("NMS, IoU 0.5", setting, name, ms, note))
+    return rows
+
+
+def model_rows(
+    size: int, repeats: int, device: torch.device, encoders: dict[str, tuple[str, dict]]
+) -> list[tuple[str, str, str, float, str]]:
+    """(task, setting, implementation, ms, images/s) of forward + decode for each detector."""
+    rows = []
+    x = torch.rand(1, 3, size, size, device=device)
+    for name, (encoder, options) in encoders.items():
+        model = build_model(name, 80, encoder=encoder, encoder_options=options).to(device).eval()
+
+        def infer(m: torch.nn.Module = model) -> list:
+            with torch.no_grad():
+                return m.decode(m(x), (size, size))
+
+        ms = median_ms(infer, repeats, device)
+        label = encoder + (f" width {options['width']}" if "width" in options else "")
+        rows.append((f"{name} forward + decode", f"1x3x{size}x{size}, {label}", "fcnlab", ms,
+                     f"{1e3 / ms:.2f} images/s"))  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    """Run the benchmark and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="128x128, narrow encoders, 2000 boxes")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--boxes", type=int, default=10_000)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if args.quick:
+        size, count, repeats = 128, 2000, 1
+        narrow = ("darknet53", {"width": 0.125})
+        encoders = {"centernet": narrow, "fcos": narrow}
+    else:
+        size, count, repeats = args.size, args.boxes, args.repeats
+        encoders = {"centernet": ("resnet18", {}), "fcos": ("resnet50", {})}
+    print(
+        f"torch {torch.__version__} on {device}, {torch.get_num_threads()} threads, "
+        f"median of {repeats}; NMS on the CPU"
+    )
+    print()
+    print("| task | setting | implementation | median ms | throughput / speed-up |")
+    print("|---|---|---|---:|---|")
+    for row in model_rows(size, repeats, device, encoders) + nms_rows(count, repeats):
+        task, setting, name, ms, note = row
+        print(f"| {task} | {setting} | {name} | {ms:.1f} | {note} |")
+
+
+if __name__ == "__main__":
+    main()
