@@ -215,3 +215,18 @@ def test_tiny_centernet_overfits_two_images() -> None:
         assert (iou.max(dim=1).values > 0.6).all(), (found, target)
         assert found["labels"][best].tolist() == target["labels"].tolist()
         assert (found["scores"][best] > 0.5).all()
+
+
+def test_loss_of_images_without_objects_is_the_background_term() -> None:
+    model = build_model("centernet", 2, **TINY)
+    outputs = model(torch.rand(2, 3, 32, 32))
+    targets = [
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
+        {"boxes": torch.tensor([[0.0, 0.0, 32.0, 32.0]]), "labels": torch.tensor([1]),
+         "iscrowd": torch.tensor([1])},
+    ]  # fmt: skip
+    losses = model.loss(outputs, targets)
+    expected = penalty_reduced_focal_loss(outputs["heatmap"], torch.zeros(2, 2, 8, 8))
+    torch.testing.assert_close(losses["heatmap"], expected)
+    assert losses["size"] == 0 and losses["offset"] == 0
+    torch.testing.assert_close(losses["loss"], expected)

@@ -180,19 +180,18 @@ class CenterNet(nn.Module):
         ]
         heatmap = torch.stack([m["heatmap"] for m in made]).to(logits)
         image = torch.cat([torch.full_like(m["cell"], i) for i, m in enumerate(made)])
-        cell = torch.cat([m["cell"] for m in made]).to(logits.device)
-        image = image.to(logits.device)
-        num_objects = len(cell)
+        cell = torch.cat([m["cell"] for m in made])
+        image, cell = image.to(logits.device), cell.to(logits.device)
+        # Sizes and offsets at the objects' centre cells: (M, 2) each.
         size = outputs["size"].flatten(2)[image, :, cell]
         offset = outputs["offset"].flatten(2)[image, :, cell]
+        target_size = torch.cat([m["size"] for m in made]).to(size)
+        target_offset = torch.cat([m["offset"] for m in made]).to(offset)
+        count = max(len(cell), 1)
         losses = {
-            "heatmap": penalty_reduced_focal_loss(logits, heatmap) / max(num_objects, 1),
-            "size": F.l1_loss(size, torch.cat([m["size"] for m in made]).to(size), reduction="sum")
-            / max(2 * num_objects, 1),
-            "offset": F.l1_loss(
-                offset, torch.cat([m["offset"] for m in made]).to(offset), reduction="sum"
-            )
-            / max(2 * num_objects, 1),
+            "heatmap": penalty_reduced_focal_loss(logits, heatmap) / count,
+            "size": F.l1_loss(size, target_size, reduction="sum") / (2 * count),
+            "offset": F.l1_loss(offset, target_offset, reduction="sum") / (2 * count),
         }
         losses["loss"] = (
             losses["heatmap"]

@@ -109,11 +109,12 @@ def centernet_targets(
     keep = ~crowd & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     boxes, labels = boxes[keep] / stride, labels[keep]
     centers = (boxes[:, :2] + boxes[:, 2:]) / 2
-    limit = torch.tensor([w - 1, h - 1], dtype=centers.dtype)
-    cells = centers.floor().clamp(min=torch.zeros(2), max=limit).long()
+    limit = torch.tensor([w - 1, h - 1], dtype=centers.dtype, device=centers.device)
+    cells = centers.floor().clamp(min=0).minimum(limit).long()
     size = boxes[:, 2:] - boxes[:, :2]
     radii = gaussian_radius(size[:, 1], size[:, 0], min_overlap).floor().clamp(min=0).long()
-    heatmap = draw_gaussians(torch.zeros(num_classes, h, w), cells, radii, labels)
+    heatmap = torch.zeros(num_classes, h, w, device=boxes.device)
+    draw_gaussians(heatmap, cells, radii, labels)
     return {
         "heatmap": heatmap,
         "cell": cells[:, 1] * w + cells[:, 0],
