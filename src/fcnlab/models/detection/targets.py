@@ -83,7 +83,7 @@ def draw_gaussians(
     dy = torch.arange(h, device=heatmap.device)[None, :] - centers[:, 1:]
     gx = torch.exp(-(dx.float() ** 2) / (2 * sigma[:, None] ** 2)) * (dx.abs() <= radii[:, None])
     gy = torch.exp(-(dy.float() ** 2) / (2 * sigma[:, None] ** 2)) * (dy.abs() <= radii[:, None])
-    splats = (gy[:, :, None] * gx[:, None, :]).reshape(len(labels), -1).to(heatmap.dtype)
+    splats = (gy[:, :, None] * gx[:, None, :]).reshape(len(labels), h * w).to(heatmap.dtype)
     index = labels[:, None].expand(-1, h * w)
     heatmap.view(-1, h * w).scatter_reduce_(0, index, splats, "amax")
     return heatmap
