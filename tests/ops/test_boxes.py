@@ -133,12 +133,15 @@ def test_iou_and_giou_of_degenerate_pairs_hand_worked() -> None:
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("grid", [None, 8])
 @pytest.mark.parametrize("thr", [0.0, 0.3, 0.5])
-def test_batched_nms_matches_greedy_loop(seed: int, grid: int | None, thr: float) -> None:
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_batched_nms_matches_greedy_loop(
+    seed: int, grid: int | None, thr: float, dtype: torch.dtype
+) -> None:
     g = torch.Generator().manual_seed(100 + seed)
-    boxes = torch.cat((random_boxes(60, seed=seed, grid=grid), degenerate_boxes()))
+    boxes = torch.cat((random_boxes(60, seed=seed, grid=grid), degenerate_boxes())).to(dtype)
     n = len(boxes)
     # Scores on a coarse grid so that ties happen.
-    scores = torch.randint(0, 10, (n,), generator=g).double() / 10
+    scores = (torch.randint(0, 10, (n,), generator=g).double() / 10).to(dtype)
     labels = torch.randint(0, 3, (n,), generator=g)
     expected = ref_nms(boxes.tolist(), scores.tolist(), labels.tolist(), thr)
     assert batched_nms(boxes, scores, labels, thr).tolist() == expected
