@@ -235,7 +235,9 @@ class FCOS(nn.Module):
             ).sum()
             / num_positive,
             "centerness": F.binary_cross_entropy_with_logits(
-                outputs["centerness"][positive], centerness_target(target_ltrb), reduction="sum"
+                outputs["centerness"][positive],
+                centerness_target(target_ltrb).to(logits),
+                reduction="sum",
             )
             / num_positive,
         }
