@@ -297,9 +297,9 @@ def fcos(
     head_depth: int = 4,
     center_sampling: float | None = 1.5,
 ) -> FCOS:
-    """FCOS on any registered encoder with features at reductions 8, 16, 32 (default
-    ``"resnet50"``, the paper's).
+    """FCOS on any registered encoder with features at reductions 8, 16 and 32.
 
+    The default encoder is ``"resnet50"``, the paper's.
     ``fpn_channels`` is the width of the pyramid and the head (256 in the paper); ``head_depth``
     the convolutions per tower (4); ``center_sampling`` the centre-region radius in strides
     (1.5; None: every location inside a box). Differs from the paper: GIoU instead of IoU loss,
