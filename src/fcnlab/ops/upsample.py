@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from fcnlab.ops.kernels import (
     check_factor,
     check_mode,
-    interpolation_kernel,
+    interpolation_taps,
     kernel_origin,
 )
 
@@ -110,9 +110,17 @@ def _depthwise(kernel: torch.Tensor, channels: int, like: torch.Tensor) -> torch
 
 
 def _zero_insert_upsample(
-    x: torch.Tensor, kernel: torch.Tensor, factor: int, align_corners: bool
+    x: torch.Tensor,
+    kernel: torch.Tensor,
+    factor: int,
+    align_corners: bool,
+    taps: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The textbook path: replicate the border, insert zeros, convolve, crop."""
+    """The textbook path: replicate the border, insert zeros, convolve, crop.
+
+    With ``taps`` (the 1-D filter whose outer product is ``kernel``) the 2-D convolution runs
+    as two 1-D ones: the same sums, k times fewer multiplications.
+    """
     f = factor
     kh, kw = kernel.shape
     h, w = x.shape[-2:]
@@ -123,10 +131,14 @@ def _zero_insert_upsample(
     bottom, right = bottom + 1, right + 1
     z = zero_insert(_pad(x, (left, right, top, bottom), "replicate"), f)
     c = x.shape[1]
-    y = F.conv2d(z, _depthwise(kernel, c, x), groups=c)
     y0, x0 = f * top - oy, f * left - ox
     out_h, out_w = _output_length(h, f, align_corners), _output_length(w, f, align_corners)
-    return y[..., y0 : y0 + out_h, x0 : x0 + out_w]
+    if taps is None:
+        y = F.conv2d(z, _depthwise(kernel, c, x), groups=c)
+        return y[..., y0 : y0 + out_h, x0 : x0 + out_w]
+    column = _depthwise(taps.view(-1, 1), c, x)
+    z = F.conv2d(z[..., :, x0 : x0 + out_w + kw - 1], _depthwise(taps.view(1, -1), c, x), groups=c)
+    return F.conv2d(z[..., y0 : y0 + out_h + kh - 1, :], column, groups=c)
 
 
 def upsample(
@@ -156,11 +168,13 @@ def upsample(
             size = (f * (x.shape[-2] - 1) + 1, f * (x.shape[-1] - 1) + 1)
             return F.interpolate(x, size=size, mode=mode, align_corners=True)
         return F.interpolate(x, scale_factor=f, mode=mode, align_corners=False)
+    taps = None
     if kernel is None:
-        kernel = interpolation_kernel(mode, f, align_corners, dtype=x.dtype)
+        taps = interpolation_taps(mode, f, align_corners, dtype=x.dtype).to(x.device)
+        kernel = torch.outer(taps, taps)
     kernel = _as_kernel2d(kernel).to(dtype=x.dtype, device=x.device)
     if method == "zero_insert":
-        return _zero_insert_upsample(x, kernel, f, align_corners)
+        return _zero_insert_upsample(x, kernel, f, align_corners, taps)
     c = x.shape[1]
     # Correlating the zero-inserted image with K is a transpose convolution with K flipped.
     weight = _depthwise(kernel.flip(-2, -1), c, x)
