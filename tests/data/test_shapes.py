@@ -162,3 +162,20 @@ def test_bad_options_are_named(options: dict, message: str) -> None:
 def test_index_out_of_range() -> None:
     with pytest.raises(IndexError, match="7"):
         Shapes(3, size=16)[7]
+
+
+def test_cache_renders_each_sample_once_and_returns_the_same_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plain = Shapes(3, size=32, seed=5)
+    cached = Shapes(3, size=32, seed=5, cache=True)
+    calls: list[int] = []
+    render = cached.render
+    monkeypatch.setattr(cached, "render", lambda i: calls.append(i) or render(i))
+    for _ in range(2):
+        for i in range(3):
+            image, mask = cached[i]
+            expected_image, expected_mask = plain[i]
+            assert torch.equal(image, expected_image) and torch.equal(mask, expected_mask)
+            image.zero_()  # a caller's in-place change must not reach the cache
+    assert calls == [0, 1, 2]

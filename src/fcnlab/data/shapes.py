@@ -141,7 +141,8 @@ class Shapes(Dataset):
     most pixels (``dominant_class``), for image-level classification. ``size`` is an int or
     (H, W); ``scale`` bounds the shape radius as a fraction of the smaller side. Difficulty
     knobs: ``shapes_per_image``, ``scale``, ``texture`` (strength of the background and shape
-    textures, 0 = flat colours) and ``noise`` (Gaussian standard deviation).
+    textures, 0 = flat colours) and ``noise`` (Gaussian standard deviation). ``cache=True``
+    keeps every rendered sample in memory (per process), for many epochs over a small set.
     """
 
     ignore_index = 255
@@ -159,6 +160,7 @@ class Shapes(Dataset):
         scale: tuple[float, float] = (0.15, 0.3),
         texture: float = 1.0,
         noise: float = 0.03,
+        cache: bool = False,
     ) -> None:
         if not 2 <= num_classes <= len(SHAPE_KINDS) + 1:
             raise ValueError(
@@ -186,6 +188,7 @@ class Shapes(Dataset):
         self.kinds = SHAPE_KINDS[: num_classes - 1]
         self.classes = ("background", *self.kinds)
         self.palette = SHAPES_PALETTE[:num_classes].copy()
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
 
     @property
     def num_classes(self) -> int:
@@ -260,10 +263,16 @@ class Shapes(Dataset):
 
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(image, mask)`` of sample ``index`` before transforms."""
-        image, instances, labels = self.render(index)
+        if self._cache is not None and index in self._cache:
+            image, mask = self._cache[index]
+            return image.clone(), mask.clone()
+        rendered, instances, labels = self.render(index)
         lookup = np.array([0, *labels], dtype=np.int64)
-        mask = lookup[instances + 1]
-        return torch.from_numpy(image).permute(2, 0, 1).contiguous(), torch.from_numpy(mask)
+        image = torch.from_numpy(rendered).permute(2, 0, 1).contiguous()
+        mask = torch.from_numpy(lookup[instances + 1])
+        if self._cache is not None:
+            self._cache[index] = (image.clone(), mask.clone())
+        return image, mask
 
     def load_mask(self, index: int) -> torch.Tensor:
         """The mask of sample ``index`` before transforms, int64 (H, W)."""
