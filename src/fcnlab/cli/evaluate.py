@@ -10,6 +10,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from fcnlab.cli.predict import add_inference_arguments, inference_options
 from fcnlab.config import load_config
 from fcnlab.engine.build import build_model_from_config, build_split, check_num_classes
 from fcnlab.engine.checkpoint import load_model_weights
@@ -17,6 +18,7 @@ from fcnlab.engine.distributed import DistInfo
 from fcnlab.engine.evaluate import MEAN_KEYS, EvalResult, evaluate
 from fcnlab.engine.loader import eval_loader
 from fcnlab.engine.report import class_names, write_confusion
+from fcnlab.inference import TTA, Predictor
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", default=None, help="output folder (default: RUN_DIR/eval-SPLIT of the config)"
     )
+    add_inference_arguments(parser)
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides")
     parser.set_defaults(run=run)
 
@@ -67,7 +70,13 @@ def run(args: argparse.Namespace) -> int:
     loader = eval_loader(
         dataset, DistInfo(), config.eval.batch_size, config.data.num_workers, device.type == "cuda"
     )
-    result = evaluate(model, loader, config.model.num_classes, config.data.ignore_index)
+    # The loader's images are already normalised: the predictor gets no metadata to redo it.
+    options = inference_options(args)
+    plain = options["window"] is None and options["tta"] == TTA()
+    infer = None if plain else Predictor(model, device, **options).logits
+    result = evaluate(
+        model, loader, config.model.num_classes, config.data.ignore_index, infer=infer
+    )
     names = class_names(dataset, config.model.num_classes)
     Console().print(results_table(result, names))
     out = Path(args.out) if args.out else config.run_dir / f"eval-{split}"

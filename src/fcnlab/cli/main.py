@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "fcnlab.cli.datasets",
     "fcnlab.cli.train",
     "fcnlab.cli.evaluate",
+    "fcnlab.cli.predict",
+    "fcnlab.cli.export",
     "fcnlab.cli.info",
 )
 

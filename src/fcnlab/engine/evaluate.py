@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,18 +98,21 @@ def evaluate(
     ignore_index: int | None = 255,
     amp: str = "off",
     channels_last: bool = False,
+    infer: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> EvalResult:
     """Score ``model`` on ``loader`` (batches of images (N, 3, H, W), masks (N, H, W)).
 
-    In a distributed run each process passes its share and the confusion matrices are summed,
-    so every process returns the scores of the whole set.
+    ``infer`` maps a batch of images to logits (N, K, H, W) in place of the plain forward (e.g.
+    ``fcnlab.inference``'s sliding windows and test-time augmentation). In a distributed run
+    each process passes its share and the confusion matrices are summed, so every process
+    returns the scores of the whole set.
     """
     was_training = model.training
     model.eval()
     matrix = ConfusionMatrix(num_classes, ignore_index)
     try:
         for images, masks in loader:
-            logits = predict(model, images, amp, channels_last)
+            logits = predict(model, images, amp, channels_last) if infer is None else infer(images)
             matrix.update(logits.argmax(dim=1), masks.to(logits.device))
     finally:
         model.train(was_training)
