@@ -10,7 +10,9 @@ palette, mean/std, input and output layout) under the key ``"fcnlab"``: in ONNX'
 * safetensors: the weights alone; :func:`fcnlab.inference.load_trained` rebuilds the model
   with ``build_model`` from the header's recipe and loads them.
 * TorchScript: ``torch.jit.trace``, then checked at a second, odd size, because a trace can
-  freeze sizes into the graph (unpooling models cannot be traced at all: use ONNX).
+  freeze sizes into the graph (unpooling models cannot be traced at all: use ONNX). PyTorch
+  deprecates TorchScript (``torch.jit.save``/``load`` warn); fcnlab silences that warning and
+  keeps the format for C++ consumers of libtorch, but ONNX is the path to prefer.
 """
 
 from __future__ import annotations
@@ -148,13 +150,17 @@ def export_torchscript(model: nn.Module, metadata: ModelMetadata, path: str | Pa
             "sample's size into its graph; export it with --format onnx"
         )
     extra = {TORCHSCRIPT_METADATA: metadata.to_json()}
-    return atomic_write(path, lambda file: torch.jit.save(traced, file, _extra_files=extra))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return atomic_write(path, lambda file: torch.jit.save(traced, file, _extra_files=extra))
 
 
 def load_torchscript(path: str | Path) -> tuple[torch.jit.ScriptModule, ModelMetadata]:
     """A TorchScript export and its metadata."""
     extra = {TORCHSCRIPT_METADATA: ""}
-    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     return module, ModelMetadata.from_json(extra[TORCHSCRIPT_METADATA], str(path))
 
 

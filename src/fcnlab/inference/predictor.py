@@ -59,7 +59,12 @@ def to_image_tensor(image: ImageInput) -> torch.Tensor:
         return read_image(image)
     if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
         image = np.array(image.convert("RGB"))
-    tensor = torch.as_tensor(np.asarray(image) if isinstance(image, np.ndarray) else image)
+    # A copy of arrays: PIL's and memory-mapped ones are read-only, which torch warns about.
+    tensor = (
+        torch.from_numpy(np.array(image))
+        if isinstance(image, np.ndarray)
+        else torch.as_tensor(image)
+    )
     if tensor.dim() == 2:
         tensor = tensor[None].expand(3, -1, -1)
     elif tensor.dim() == 3 and tensor.shape[0] != 3 and tensor.shape[-1] == 3:
