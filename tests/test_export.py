@@ -68,12 +68,15 @@ def test_every_segmentation_architecture_is_covered() -> None:
 
 @pytest.fixture(scope="module")
 def onnx_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[nn.Module, Path]]:
-    """Each architecture exported once (the slow part), shared by the tests below."""
+    """Each architecture exported once (the slow part), shared by the tests below. The graph
+    optimiser is skipped here to save time; ``fcnlab export`` in ``test_predict_cli.py`` runs it
+    and checks its file the same way."""
     folder = tmp_path_factory.mktemp("onnx")
     exports = {}
     for name in SEGMENTATION:
         model = tiny_model(name)
-        exports[name] = model, export_model(model, tiny_metadata(name), "onnx", folder / name)
+        path = export_model(model, tiny_metadata(name), "onnx", folder / name, optimize=False)
+        exports[name] = model, path
     return exports
 
 

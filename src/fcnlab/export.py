@@ -74,10 +74,18 @@ def _quiet_exporter() -> Iterator[None]:
 
 @EXPORTERS.register("onnx")
 def export_onnx(
-    model: nn.Module, metadata: ModelMetadata, path: str | Path, opset: int = OPSET
+    model: nn.Module,
+    metadata: ModelMetadata,
+    path: str | Path,
+    opset: int = OPSET,
+    optimize: bool = True,
 ) -> Path:
     """Write ``model`` as ONNX with dynamic batch, height and width and ``metadata`` attached;
-    the saved file passes ``onnx.checker.check_model``."""
+    the saved file passes ``onnx.checker.check_model``.
+
+    ``optimize`` runs onnxscript's graph optimiser (constant folding, redundant shape ops
+    removed) before saving: a smaller graph for every runtime, at about 40% more export time.
+    """
     onnx = require_export_extra("onnx", "ONNX export")
     require_export_extra("onnxscript", "ONNX export")
     if opset < 17:
@@ -95,6 +103,7 @@ def export_onnx(
             output_names=["logits"],
             dynamic_shapes=({0: "batch", 2: "height", 3: "width"},),
             opset_version=opset,
+            optimize=optimize,
             verbose=False,
         )
     if program is None:

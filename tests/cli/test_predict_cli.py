@@ -97,16 +97,10 @@ def test_predict_writes_three_pngs_per_image(
 
 
 def test_predict_with_windows_and_tta(tmp_path: Path, weights: Path) -> None:
-    images = write_images(tmp_path)
+    images = {"tall": write_images(tmp_path)["tall"]}
     out = tmp_path / "out"
     options = ["--tta", "flip,scales=0.75,1", "--window", "32", "--overlap", "0.5"]
-    argv = [
-        "predict",
-        "--checkpoint",
-        str(weights),
-        str(tmp_path / "in"),
-        str(tmp_path / "photo.jpg"),
-    ]
+    argv = ["predict", "--checkpoint", str(weights), str(tmp_path / "in" / "tall.png")]
     assert main([*argv, "--out", str(out), *options]) == 0
     predictor = Predictor(
         weights, "cpu", window=32, overlap=0.5, tta=parse_tta("flip,scales=0.75,1")
@@ -122,23 +116,19 @@ def test_predict_with_onnxruntime_from_an_exported_file(
     tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     images = write_images(tmp_path)
+    del images["photo"]  # the folder's two images
     exported = tmp_path / "tiny.onnx"
-    assert (
-        main(["export", "--checkpoint", str(weights), "--format", "onnx", "--out", str(exported)])
-        == 0
-    )
-    report = capsys.readouterr().out
-    assert "onnxruntime vs PyTorch at 64x64, 45x77" in report
+    export = ["export", "--checkpoint", str(weights), "--format", "onnx", "--out", str(exported)]
+    assert main(export) == 0
+    assert "onnxruntime vs PyTorch at 64x64, 45x77" in capsys.readouterr().out
     argv = ["predict", "--checkpoint", str(exported), "--backend", "onnxruntime"]
-    inputs = [str(tmp_path / "in"), str(tmp_path / "photo.jpg")]
-    assert main([*argv, *inputs, "--out", str(tmp_path / "onnx")]) == 0
+    assert main([*argv, str(tmp_path / "in"), "--out", str(tmp_path / "onnx")]) == 0
     onnx_predictor = Predictor(exported)
     assert onnx_predictor.backend == "onnxruntime"
     check_outputs(tmp_path / "onnx", images, onnx_predictor, alpha=0.5)
-    # The same labels as PyTorch's (logits agree within 1e-4).
-    assert (
-        main(["predict", "--checkpoint", str(weights), *inputs, "--out", str(tmp_path / "pt")]) == 0
-    )
+    # The same labels as PyTorch's (their logits agree within 1e-4).
+    argv = ["predict", "--checkpoint", str(weights), str(tmp_path / "in")]
+    assert main([*argv, "--out", str(tmp_path / "pt")]) == 0
     for stem in images:
         onnx_mask = np.asarray(Image.open(tmp_path / "onnx" / f"{stem}_mask.png"))
         torch_mask = np.asarray(Image.open(tmp_path / "pt" / f"{stem}_mask.png"))
