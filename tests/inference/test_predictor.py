@@ -131,6 +131,8 @@ def test_weights_without_a_config_ask_for_one(tmp_path: Path) -> None:
     save_safetensors(random_model(config), tmp_path / "loose" / "weights.safetensors")
     with pytest.raises(CheckpointError, match=r"carries no config.*pass the run's config"):
         Predictor(tmp_path / "loose" / "weights.safetensors")
+    with pytest.raises(CheckpointError, match=r"weights file '.*nothing\.safetensors' does not"):
+        Predictor(tmp_path / "nothing.safetensors")
     save_config(config, tmp_path / "any.yaml")
     predictor = Predictor(tmp_path / "loose" / "weights.safetensors", config=tmp_path / "any.yaml")
     assert predictor.metadata is not None and predictor.metadata.num_classes == 3

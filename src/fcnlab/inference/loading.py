@@ -54,9 +54,11 @@ def find_config(path: str | Path) -> Config:
 def read_metadata(path: str | Path, config: Config | str | Path | None = None) -> ModelMetadata:
     """The :class:`ModelMetadata` of weights at ``path`` (see the module docstring); an explicit
     ``config`` (a :class:`Config` or a YAML path) takes precedence."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"weights file {str(path)!r} does not exist")
     if config is not None:
         return metadata_from_config(config if isinstance(config, Config) else load_config(config))
-    if Path(path).suffix == ".safetensors" and Path(path).is_file():
+    if Path(path).suffix == ".safetensors":
         embedded = safetensors_metadata(path)
         if embedded is not None:
             return embedded

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from fcnlab.config import Config
@@ -26,7 +26,7 @@ from fcnlab.inference.metadata import ModelMetadata
 from fcnlab.inference.sliding import Forward, padded_forward, sliding_window
 from fcnlab.inference.tta import TTA, resize_logits, tta_logits
 
-ImageInput = str | Path | torch.Tensor | np.ndarray | Any  # Any: a PIL image
+ImageInput = str | Path | torch.Tensor | np.ndarray | Image.Image
 
 
 @dataclass
@@ -57,7 +57,7 @@ def to_image_tensor(image: ImageInput) -> torch.Tensor:
     """
     if isinstance(image, (str, Path)):
         return read_image(image)
-    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+    if isinstance(image, Image.Image):
         image = np.array(image.convert("RGB"))
     # A copy of arrays: PIL's and memory-mapped ones are read-only, which torch warns about.
     tensor = (
