@@ -114,6 +114,6 @@ def sliding_window(
             total = logits.new_zeros(n, logits.shape[1], height, width)
         for i, (top, left, win_h, win_w) in enumerate(chunk):
             part = logits[i * n : (i + 1) * n]
-            total[..., top : top + win_h, left : left + win_w] += part * weights
+            total[..., top : top + win_h, left : left + win_w].addcmul_(part, weights)
     assert total is not None
-    return total / norm
+    return total.div_(norm)  # in place: the accumulator is the one image-sized tensor
