@@ -150,6 +150,6 @@ def run(args: argparse.Namespace) -> int:
         image = to_image_tensor(path)
         prediction = predictor.predict(image)
         write_prediction(image, prediction.labels, palette, out, path.stem, args.alpha)
-        console.print(f"{path} -> {out / path.stem}_{{mask,color,overlay}}.png")
-    console.print(f"wrote {3 * len(images)} PNGs for {len(images)} images to {out}")
+        console.print(f"{path} -> {out / path.stem}_{{mask,color,overlay}}.png", markup=False)
+    console.print(f"wrote {3 * len(images)} PNGs for {len(images)} images to {out}", markup=False)
     return 0

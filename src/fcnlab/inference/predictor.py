@@ -23,6 +23,7 @@ from fcnlab.data.transforms import normalize
 from fcnlab.engine.evaluate import main_output
 from fcnlab.inference.loading import load_trained
 from fcnlab.inference.metadata import ModelMetadata
+from fcnlab.inference.onnx_backend import OnnxModel
 from fcnlab.inference.sliding import Forward, padded_forward, sliding_window
 from fcnlab.inference.tta import TTA, resize_logits, tta_logits
 
@@ -124,8 +125,6 @@ class Predictor:
             self._forward = model_forward(self.model)
             self.metadata = metadata
         elif Path(model).suffix == ".onnx":
-            from fcnlab.inference.onnx_backend import OnnxModel
-
             onnx_model = OnnxModel(model)
             self.model, self.device = None, torch.device("cpu")
             self._forward = onnx_model
