@@ -61,7 +61,7 @@ def test_export_errors_are_one_line(
     argv = ["export", "--checkpoint", str(missing), "--format", "onnx", "--out", "x.onnx"]
     assert main(argv) == 1
     err = " ".join(capsys.readouterr().err.split())
-    assert f"checkpoint {str(missing)!r} does not exist" in err and "Traceback" not in err
+    assert f"weights file {str(missing)!r} does not exist" in err and "Traceback" not in err
     with pytest.raises(SystemExit):  # argparse lists the formats
         main(["export", "--checkpoint", str(path), "--format", "tflite", "--out", "x"])
     assert "invalid choice: 'tflite'" in capsys.readouterr().err
