@@ -22,13 +22,12 @@ import argparse
 import gc
 import itertools
 import json
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
+from timing import median_ms
 from torch import nn
 
 from fcnlab.models import build_model
@@ -232,21 +231,6 @@ def copy_by_order(source: nn.Module, target: nn.Module) -> bool:
             for a, b in zip(src, dst, strict=True):
                 b.copy_(a)
     return True
-
-
-def median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Median wall time of ``fn`` in milliseconds after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def _rss_kb(field: str) -> int:

@@ -10,45 +10,14 @@ mode and factor, all measured in this run on this machine::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from timing import median_ms, paired_median_ms
 from torch import nn
 
 from fcnlab.nn import LearnedUpsample
 from fcnlab.ops import upsample
-
-
-def _timed(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) * 1e3
-
-
-def median_ms(fn: Callable[[], torch.Tensor], repeats: int, device: torch.device) -> float:
-    """Median wall time of ``fn`` in milliseconds after one warm-up call."""
-    fn()
-    return statistics.median(_timed(fn, device) for _ in range(repeats))
-
-
-def paired_median_ms(
-    reference: Callable[[], torch.Tensor],
-    candidate: Callable[[], torch.Tensor],
-    repeats: int,
-    device: torch.device,
-) -> tuple[float, float]:
-    """Median times of two functions called alternately, so that allocator and cache effects
-    (large outputs are fresh memory every call) fall on both alike."""
-    reference(), candidate()
-    times = [(_timed(reference, device), _timed(candidate, device)) for _ in range(repeats)]
-    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
 
 
 def rows_for_factor(
