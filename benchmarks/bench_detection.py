@@ -18,7 +18,7 @@ import argparse
 from collections.abc import Callable
 
 import torch
-from bench_ops import median_ms
+from harness import median_ms
 
 from fcnlab.models import build_model
 from fcnlab.ops import batched_nms, box_iou

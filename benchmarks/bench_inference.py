@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
-from bench_ops import median_ms
+from harness import median_ms, reset_peak_rss, run_child, status_bytes
 
 from fcnlab.export import export_onnx
 from fcnlab.inference import ModelMetadata, sliding_window
@@ -53,22 +52,6 @@ def make_model(name: str, width: float) -> torch.nn.Module:
     """fcnlab's ``build_model(name)`` at ``width``, seeded, in eval mode."""
     torch.manual_seed(0)
     return build_model(name, NUM_CLASSES, encoder_options={"width": width}).eval()
-
-
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def reset_peak_rss() -> int:
-    """Reset the peak resident set to the current one (Linux ``clear_refs`` 5) and return it;
-    ``ru_maxrss`` cannot serve, as Linux carries it over from the parent process."""
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")
-    return _status_bytes("VmRSS:")
 
 
 def measure(args: argparse.Namespace, name: str, variant: str, onnx_path: str | None) -> dict:
@@ -104,7 +87,7 @@ def measure(args: argparse.Namespace, name: str, variant: str, onnx_path: str | 
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() - base
     else:
-        peak = _status_bytes("VmHWM:") - base
+        peak = status_bytes("VmHWM:") - base
     return {"ms": ms, "peak": peak, "shape": list(shape)}
 
 
@@ -115,11 +98,7 @@ def run_row(args: argparse.Namespace, name: str, variant: str, onnx_path: str | 
     command += [str(args.repeats), "--device", args.device, "--threads", str(args.threads)]
     command += ["--large", *map(str, args.large), "--window", str(args.window)]
     command += ["--overlap", str(args.overlap)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode:
-        last = (done.stderr.strip().splitlines() or ["failed"])[-1]
-        return {"error": last[:100]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(command)
 
 
 def format_row(name: str, variant: str, row: dict, eager: dict | None) -> str:

@@ -22,12 +22,11 @@ import argparse
 import gc
 import itertools
 import json
-import subprocess
 import sys
 from collections.abc import Sequence
 
 import torch
-from timing import median_ms
+from harness import median_ms, reset_peak_rss, run_child, status_bytes
 from torch import nn
 
 from fcnlab.models import build_model
@@ -233,14 +232,6 @@ def copy_by_order(source: nn.Module, target: nn.Module) -> bool:
     return True
 
 
-def _rss_kb(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def measure(name: str, variant: str, size: int, width: float, repeats: int, device: str) -> dict:
     """One row: times, parameters, peak memory (and the output check for ``plain``)."""
     torch.manual_seed(0)
@@ -280,15 +271,13 @@ def measure(name: str, variant: str, size: int, width: float, repeats: int, devi
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")
-        base = _rss_kb("VmRSS:") * 1024
+        base = reset_peak_rss()
     model.eval()
     fwd = median_ms(forward, repeats, dev)
     model.train()
     fwd_bwd = median_ms(forward_backward, repeats, dev)
     peak = (
-        torch.cuda.max_memory_allocated() if dev.type == "cuda" else _rss_kb("VmHWM:") * 1024
+        torch.cuda.max_memory_allocated() if dev.type == "cuda" else status_bytes("VmHWM:")
     ) - base
     return {"params": params, "fwd": fwd, "fwd_bwd": fwd_bwd, "peak": peak, "same": same}
 
@@ -317,11 +306,7 @@ def run_row(args: argparse.Namespace, name: str, variant: str) -> dict:
         "--threads",
         str(args.threads),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode:
-        last = (done.stderr.strip().splitlines() or ["failed"])[-1]
-        return {"error": last[:80]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(command)
 
 
 def format_row(name: str, variant: str, row: dict, plain: dict | None) -> str:

@@ -13,7 +13,7 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from timing import median_ms, paired_median_ms
+from harness import median_ms, paired_median_ms
 from torch import nn
 
 from fcnlab.nn import LearnedUpsample

@@ -1,0 +1,69 @@
+"""What the benchmark scripts share: wall-clock timing (CUDA synchronised around calls), peak
+resident memory on Linux, and rows measured in a fresh child interpreter."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def timed_ms(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall time of one call of ``fn`` in milliseconds."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1e3
+
+
+def median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Median wall time of ``fn`` in milliseconds after one warm-up call."""
+    fn()
+    return statistics.median(timed_ms(fn, device) for _ in range(repeats))
+
+
+def paired_median_ms(
+    reference: Callable[[], object],
+    candidate: Callable[[], object],
+    repeats: int,
+    device: torch.device,
+) -> tuple[float, float]:
+    """Median times of two functions called alternately, so that allocator and cache effects
+    (large outputs are fresh memory every call) fall on both alike."""
+    reference(), candidate()
+    times = [(timed_ms(reference, device), timed_ms(candidate, device)) for _ in range(repeats)]
+    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+
+
+def status_bytes(field: str) -> int:
+    """A ``/proc/self/status`` memory field (e.g. ``"VmHWM:"``) in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def reset_peak_rss() -> int:
+    """Reset the peak resident set to the current one (Linux ``clear_refs`` 5) and return it;
+    ``ru_maxrss`` cannot serve, as Linux carries it over from the parent process."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    return status_bytes("VmRSS:")
+
+
+def run_child(command: list[str]) -> dict:
+    """Run a benchmark row in a fresh interpreter; its last stdout line is the row as JSON, or
+    ``{"error": ...}`` with the last line of stderr when it failed."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        return {"error": last[:100]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
