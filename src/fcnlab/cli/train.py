@@ -42,9 +42,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     finally:
         cleanup_distributed()
-    best = f"{100 * result.best_miou:.2f}" if result.best_miou >= 0 else "n/a"
+    best = f"{100 * result.best_score:.2f}" if result.best_score >= 0 else "n/a"
     console.print(
-        f"[green]done:[/green] {result.step} steps, best mIoU {best}; run folder {result.run_dir}",
+        f"[green]done:[/green] {result.step} steps, best {result.metric} {best}; "
+        f"run folder {result.run_dir}",
         highlight=False,
     )
     return 0

@@ -44,11 +44,21 @@ def build_model_from_config(config: ModelConfig) -> nn.Module:
     return model
 
 
-def build_transforms(config: TransformConfig, train: bool) -> Callable[..., Any]:
+def build_transforms(
+    config: TransformConfig, train: bool, task: str = "segmentation"
+) -> Callable[..., Any]:
     """The joint transform pipeline: random scale/crop/flip/jitter for training when
-    ``crop_size`` is set, else an optional fixed resize; normalisation in both."""
-    from fcnlab.data.transforms import eval_transforms, train_transforms
+    ``crop_size`` is set, else an optional fixed resize; normalisation in both. For
+    ``task="detection"`` the same steps move boxes instead of a mask."""
+    from fcnlab import data
 
+    if task == "detection":
+        train_transforms, eval_transforms = (
+            data.detection_train_transforms,
+            data.detection_eval_transforms,
+        )
+    else:
+        train_transforms, eval_transforms = data.train_transforms, data.eval_transforms
     mean = config.mean if config.normalize else None
     if train and config.crop_size is not None:
         scale = tuple(config.scale_range) if config.scale_range else (1.0, 1.0)
@@ -59,12 +69,15 @@ def build_transforms(config: TransformConfig, train: bool) -> Callable[..., Any]
     return eval_transforms(config.eval_size, mean=mean, std=config.std)
 
 
-def build_split(config: DataConfig, split: str, train: bool) -> Dataset:
-    """Data set ``config.name`` for ``split`` with the training or evaluation transforms."""
+def build_split(config: DataConfig, split: str, train: bool, task: str = "segmentation") -> Dataset:
+    """Data set ``config.name`` for ``split`` with the training or evaluation transforms; a
+    detection ``task`` asks the data set for box targets."""
     from fcnlab.data import build_dataset
 
     options = dict(config.options) if train else {**config.options, **config.val_options}
-    transforms = build_transforms(config.transforms, train)
+    if task != "segmentation":
+        options["task"] = task
+    transforms = build_transforms(config.transforms, train, task)
     return _named(
         f"data ({config.name!r}, split {split!r})",
         lambda: build_dataset(

@@ -46,6 +46,11 @@ class EvalResult:
     step: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def score(self) -> float:
+        """The number that picks the best checkpoint: mean IoU."""
+        return self.mean_iou
+
     def record(self) -> dict[str, Any]:
         """A JSON-safe ``metrics.jsonl`` line (NaN as null)."""
         record = {"kind": "eval", "stage": self.stage, "epoch": self.epoch, "step": self.step}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -91,8 +91,10 @@ def train_loader(
     seed: int,
     num_workers: int,
     pin_memory: bool,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> tuple[DataLoader, ResumableSampler]:
-    """The training loader (per-rank ``batch_size``, last partial batch dropped) and its sampler."""
+    """The training loader (per-rank ``batch_size``, last partial batch dropped) and its sampler;
+    ``collate_fn`` None stacks samples (PyTorch's default)."""
     sampler = ResumableSampler(dataset, info, seed)
     loader = DataLoader(
         dataset,
@@ -101,6 +103,7 @@ def train_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         drop_last=True,
+        collate_fn=collate_fn,
         # A private generator: creating an iterator must not consume the global RNG.
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
@@ -109,7 +112,12 @@ def train_loader(
 
 
 def eval_loader(
-    dataset: Dataset, info: DistInfo, batch_size: int, num_workers: int, pin_memory: bool
+    dataset: Dataset,
+    info: DistInfo,
+    batch_size: int,
+    num_workers: int,
+    pin_memory: bool,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> DataLoader:
     """This rank's share of an evaluation set, in order, without padding (every image counts once
     when the ranks' confusion matrices are summed)."""
@@ -120,4 +128,5 @@ def eval_loader(
         shuffle=False,
         num_workers=num_workers,
         pin_memory=pin_memory,
+        collate_fn=collate_fn,
     )

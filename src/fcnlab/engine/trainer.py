@@ -3,8 +3,9 @@
 Each stage freezes or unfreezes the encoder and starts a fresh optimiser and schedule. A step
 is ``grad_accum`` micro-batches. At the end of each data epoch the model is evaluated (every
 ``eval.every_epochs`` epochs) and ``last.pt`` is written; at the end of each stage the model is
-evaluated (unless it just was) and ``last.pt`` is written again. The best model by validation
-mIoU is kept as ``best.pt`` and the final weights as ``final.safetensors``.
+evaluated (unless it just was) and ``last.pt`` is written again. The best model by the validation
+score (mIoU for segmentation, COCO AP for detection: see :mod:`fcnlab.engine.tasks`) is kept as
+``best.pt`` and the final weights as ``final.safetensors``.
 
 Interruption: the first SIGINT or SIGTERM sets a flag that is checked after every step; the run
 then writes ``last.pt`` (reason ``"interrupted"``) and raises :class:`TrainingInterrupted` (the
@@ -39,17 +40,11 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 from torch import nn
 from torch.utils.data import Dataset
 
 from fcnlab.config import Config, StageConfig, config_to_dict, save_config, validate
-from fcnlab.engine.build import (
-    build_loss_from_config,
-    build_model_from_config,
-    build_split,
-    check_num_classes,
-)
+from fcnlab.engine.build import build_model_from_config, build_split, check_num_classes
 from fcnlab.engine.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -66,11 +61,12 @@ from fcnlab.engine.distributed import (
     init_distributed,
     wrap_model,
 )
-from fcnlab.engine.evaluate import EvalResult, autocast, evaluate
+from fcnlab.engine.evaluate import autocast
 from fcnlab.engine.loader import SeededSamples, eval_loader, train_loader
 from fcnlab.engine.optim import build_optimizer, build_schedule
 from fcnlab.engine.run_dir import RunLog, read_metrics
 from fcnlab.engine.stages import apply_stage, describe_stage, stage_steps
+from fcnlab.engine.tasks import Evaluation, make_task, model_task
 
 
 class TrainingInterrupted(RuntimeError):
@@ -96,7 +92,7 @@ class TrainState:
     step: int = 0
     data_epoch: int = 0
     position: int = 0
-    best_miou: float = -1.0
+    best_score: float = -1.0
     last_eval_step: int = -1
     evaluations: list[dict[str, Any]] = field(default_factory=list)
 
@@ -108,22 +104,26 @@ class StageResult:
     index: int
     name: str
     steps: int
-    evaluations: list[EvalResult]
+    evaluations: list[Any]
 
     @property
-    def final(self) -> EvalResult | None:
+    def final(self) -> Any | None:
         """The evaluation at the end of the stage."""
         return self.evaluations[-1] if self.evaluations else None
 
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: the run folder, per-stage results and where weights went."""
+    """What :func:`train` returns: the run folder, per-stage results and where weights went.
+
+    ``best_score`` is the best validation score, named by ``metric`` (``"mIoU"`` for
+    segmentation, ``"AP"`` for detection); -1 when no evaluation ran."""
 
     run_dir: Path
     step: int
     stages: list[StageResult]
-    best_miou: float
+    metric: str
+    best_score: float
     best_checkpoint: Path | None
     last_checkpoint: Path
     final_weights: Path | None
@@ -162,9 +162,10 @@ class Trainer:
 
     ``model``, ``train_set``, ``val_set`` and ``loss`` are built from the config's registries
     when not given (tests and notebooks pass their own; the model needs a ``.encoder`` for
-    frozen stages). ``stop_after_steps`` simulates an interruption after that global step (for
-    tests of resuming). ``console`` receives the log; ``progress`` forces the progress bars on
-    or off (default: on for a terminal unless ``CI`` is set).
+    frozen stages). The model's ``task`` attribute picks segmentation or detection; a detection
+    model brings its own loss. ``stop_after_steps`` simulates an interruption after that global
+    step (for tests of resuming). ``console`` receives the log; ``progress`` forces the progress
+    bars on or off (default: on for a terminal unless ``CI`` is set).
     """
 
     def __init__(
@@ -192,26 +193,27 @@ class Trainer:
         self.stop_after_steps = stop_after_steps
 
         data = config.data
-        self.train_set = train_set or build_split(data, data.train_split, train=True)
-        self.val_set = val_set or build_split(data, data.val_split, train=False)
+        self.model = model or build_model_from_config(config.model)
+        self.task = make_task(model_task(self.model), config, loss)
+        self.train_set = train_set or build_split(data, data.train_split, True, self.task.name)
+        self.val_set = val_set or build_split(data, data.val_split, False, self.task.name)
         check_num_classes(self.train_set, config.model.num_classes, "training")
         check_num_classes(self.val_set, config.model.num_classes, "validation")
-        self.model = model or build_model_from_config(config.model)
         if train.sync_bn and self.dist.enabled:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device)
         if train.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.loss_fn = loss or build_loss_from_config(train, data.ignore_index)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=train.amp == "fp16")
 
         pin = self.device.type == "cuda"
         self.samples = SeededSamples(self.train_set, train.seed)
+        collate = self.task.collate()
         self.loader, self.sampler = train_loader(
-            self.samples, self.dist, train.batch_size, train.seed, data.num_workers, pin
+            self.samples, self.dist, train.batch_size, train.seed, data.num_workers, pin, collate
         )
         self.val_loader = eval_loader(
-            self.val_set, self.dist, config.eval.batch_size, data.num_workers, pin
+            self.val_set, self.dist, config.eval.batch_size, data.num_workers, pin, collate
         )
         self.steps_per_epoch = len(self.loader) // train.grad_accum
         if self.steps_per_epoch == 0:
@@ -310,16 +312,15 @@ class Trainer:
         train = self.config.train
         assert self.optimizer is not None and self.scheduler is not None
         total = torch.zeros((), device=self.device)
-        for i, (images, masks) in enumerate(micro_batches):
+        for i, (images, targets) in enumerate(micro_batches):
             images = images.to(self.device, non_blocking=True)
             if train.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            masks = masks.to(self.device, non_blocking=True)
             last = i == len(micro_batches) - 1
             no_sync = self.net.no_sync if self.dist.enabled and not last else None
             with no_sync() if no_sync else contextlib.nullcontext():
                 with autocast(self.device, train.amp):
-                    loss = self.loss_fn(self.net(images), masks)
+                    loss = self.task.loss(self.net, self.model, images, targets)
                 self.scaler.scale(loss / train.grad_accum).backward()
             total += loss.detach().float()
         stop = self._stop_signal is not None or (
@@ -375,37 +376,19 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------------- evaluation
-    def _evaluate(self, index: int) -> EvalResult:
-        config = self.config
-        result = evaluate(
-            self.model,
-            self.val_loader,
-            config.model.num_classes,
-            config.data.ignore_index,
-            config.train.amp,
-            config.train.channels_last,
-        )
+    def _evaluate(self, index: int) -> Evaluation:
+        result = self.task.evaluate(self.model, self.val_loader)
         result.stage, result.epoch, result.step = index, self.state.data_epoch, self.state.step
         self.state.last_eval_step = self.state.step
         self.state.evaluations.append(result.record())
         self.log.write(result.record())
-        self.console.print(self._eval_table(result, index))
-        if result.mean_iou > self.state.best_miou:
-            self.state.best_miou = result.mean_iou
+        title = f"evaluation at step {result.step} (stage {index + 1}, epoch {result.epoch})"
+        self.console.print(self.task.table(result, title))
+        # NaN (nothing scored) never beats the best so far.
+        if result.score > self.state.best_score:
+            self.state.best_score = result.score
             self._save("best", self.checkpoint_dir / "best.pt")
         return result
-
-    def _eval_table(self, result: EvalResult, index: int) -> Table:
-        table = Table(
-            title=f"evaluation at step {result.step} (stage {index + 1}, epoch {result.epoch})"
-        )
-        for column in ("mIoU", "pixel acc.", "mean acc.", "f.w. IoU"):
-            table.add_column(column, justify="right")
-        table.add_row(
-            *(f"{100 * v:.2f}" for v in (result.mean_iou, result.pixel_accuracy,
-                                         result.mean_accuracy, result.fw_iou))
-        )  # fmt: skip
-        return table
 
     # ------------------------------------------------------------------ checkpoints, resume
     def _save(self, reason: str, path: Path | None = None) -> Path:
@@ -518,7 +501,7 @@ class Trainer:
                 self._write_pictures()
         barrier(self.dist)
         self.log.close()
-        results = [EvalResult.from_record(r) for r in self.state.evaluations]
+        results = [self.task.result_from_record(r) for r in self.state.evaluations]
         stages = [
             StageResult(
                 index=i,
@@ -534,7 +517,8 @@ class Trainer:
             run_dir=self.run_dir,
             step=self.state.step,
             stages=stages,
-            best_miou=self.state.best_miou,
+            metric=self.task.metric,
+            best_score=self.state.best_score,
             best_checkpoint=best if best.exists() else None,
             last_checkpoint=self.checkpoint_dir / "last.pt",
             final_weights=final,
@@ -542,23 +526,12 @@ class Trainer:
         )
 
     def _write_pictures(self) -> None:
-        from fcnlab.engine.report import class_names, write_confusion, write_curves, write_overlays
+        from fcnlab.engine.report import write_curves
 
-        config = self.config
         write_curves(read_metrics(self.run_dir), self.run_dir / "curves.png")
-        if self.state.evaluations:
-            last = EvalResult.from_record(self.state.evaluations[-1])
-            names = class_names(self.val_set, config.model.num_classes)
-            write_confusion(last, names, self.run_dir / "confusion.png")
-        write_overlays(
-            self.model,
-            self.val_set,
-            config.eval.num_overlays,
-            config.data.transforms,
-            config.data.ignore_index,
-            self.run_dir / "overlays.png",
-            config.train.amp,
-        )
+        evaluations = self.state.evaluations
+        last = self.task.result_from_record(evaluations[-1]) if evaluations else None
+        self.task.write_pictures(self.model, self.val_set, last, self.run_dir)
 
 
 def train(config: Config, resume: bool = False, **kwargs: Any) -> TrainResult:
