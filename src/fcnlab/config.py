@@ -130,6 +130,9 @@ class TrainConfig:
     warmup_factor: float = 0.001
     poly_power: float = 0.9
     step_size: int = 1000
+    # schedule "step" with milestones: multiply by gamma at each listed stage step (the detection
+    # papers' "drop at 60k and 80k"); without: every step_size steps.
+    milestones: list[int] | None = None
     gamma: float = 0.1
     min_lr_factor: float = 0.0
     batch_size: int = 8
@@ -157,6 +160,10 @@ class TrainConfig:
             raise ConfigError(f"train.warmup_steps = {self.warmup_steps} must be >= 0")
         if not 0.0 <= self.warmup_factor <= 1.0:
             raise ConfigError(f"train.warmup_factor = {self.warmup_factor} must be in [0, 1]")
+        if self.milestones is not None and (
+            any(m < 1 for m in self.milestones) or self.milestones != sorted(self.milestones)
+        ):
+            raise ConfigError(f"train.milestones = {self.milestones} must be increasing steps >= 1")
         if len(self.betas) != 2:
             raise ConfigError(f"train.betas = {self.betas} must be two numbers [beta1, beta2]")
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from tinyseg import TinySegmenter
 
-from fcnlab.config import StageConfig, TrainConfig
+from fcnlab.config import ConfigError, StageConfig, TrainConfig
 from fcnlab.engine.optim import build_optimizer, build_schedule, lr_factor
 
 
@@ -20,6 +20,15 @@ def test_lr_factor_hand_worked_values() -> None:
     step = TrainConfig(schedule="step", step_size=3, gamma=0.5)
     assert [lr_factor(s, 10, step) for s in (0, 2, 3, 6)] == [1.0, 1.0, 0.5, 0.25]
     assert lr_factor(7, 10, TrainConfig(schedule="constant")) == 1.0
+    # FCOS's 1x schedule, scaled: drops at steps 6 and 8 of 9.
+    multistep = TrainConfig(schedule="step", milestones=[6, 8], gamma=0.1)
+    factors = [lr_factor(s, 9, multistep) for s in range(9)]
+    assert factors == pytest.approx([1.0] * 6 + [0.1, 0.1, 0.01])
+
+
+def test_milestones_must_increase() -> None:
+    with pytest.raises(ConfigError, match=r"train.milestones = \[8, 6\]"):
+        TrainConfig(schedule="step", milestones=[8, 6])
 
 
 def test_schedule_drives_the_optimiser_per_step() -> None:

@@ -8,6 +8,7 @@ linear warmup from ``warmup_factor * lr`` to ``lr``.
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import torch
@@ -40,8 +41,9 @@ def lr_factor(step: int, total_steps: int, train: TrainConfig) -> float:
     """The multiplier on the base learning rate before optimiser step ``step`` (0-based).
 
     Warmup rises linearly from ``warmup_factor`` to 1 over ``warmup_steps``; then ``poly`` is
-    ``(1 - t)^power``, ``cosine`` goes from 1 to ``min_lr_factor``, ``step`` multiplies by ``gamma``
-    every ``step_size`` steps, ``constant`` stays at 1, with ``t`` the fraction of the stage done.
+    ``(1 - t)^power``, ``cosine`` goes from 1 to ``min_lr_factor``, ``step`` multiplies by
+    ``gamma`` at each of ``milestones`` (when set) or every ``step_size`` steps, ``constant``
+    stays at 1, with ``t`` the fraction of the stage done.
     """
     if step < train.warmup_steps:
         alpha = step / train.warmup_steps
@@ -52,7 +54,12 @@ def lr_factor(step: int, total_steps: int, train: TrainConfig) -> float:
     if train.schedule == "cosine":
         return train.min_lr_factor + (1 - train.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * t))
     if train.schedule == "step":
-        return train.gamma ** (step // train.step_size)
+        drops = (
+            step // train.step_size
+            if train.milestones is None
+            else bisect.bisect_right(train.milestones, step)
+        )
+        return train.gamma**drops
     return 1.0
 
 
