@@ -150,7 +150,7 @@ def test_registry_builds_shapes_and_rejects_root() -> None:
     [
         ({"num_classes": 9}, "num_classes=9"),
         ({"split": "holdout"}, "holdout"),
-        ({"target": "boxes"}, "boxes"),
+        ({"target": "points"}, "points"),
         ({"scale": (0.3, 0.1)}, "scale"),
     ],
 )

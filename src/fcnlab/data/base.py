@@ -1,15 +1,17 @@
-"""``SegmentationDataset``: the shared body of every file-backed data set.
+"""``FileDataset``: the shared body of every file-backed data set, and ``SegmentationDataset``.
 
-A data set is a list of ``(image_path, mask_path)`` samples plus its classes and palette; a
-subclass finds the samples in its layout and, where its files store something other than class
-indices, overrides :meth:`SegmentationDataset.load_mask`. Loading, size and label checks, joint
-transforms and skipping invalid files live here once.
+A data set is a list of ``(image_path, annotation_path)`` samples plus its classes; indexing, joint
+transforms, checking every file and skipping invalid ones live here once. A segmentation subclass
+finds ``(image_path, mask_path)`` samples in its layout and, where its files store something other
+than class indices, overrides :meth:`SegmentationDataset.load_mask`; detection data sets build on
+:class:`FileDataset` in :mod:`fcnlab.data.detection`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,12 +33,13 @@ Sample = tuple[Path, Path]
 Transforms = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-class SegmentationDataset(Dataset):
-    """``ds[i]`` is ``(image, mask)``: float32 ``(3, H, W)`` in [0, 1] and int64 ``(H, W)``.
+class FileDataset(Dataset):
+    """The shared body of a data set of ``(image_path, annotation_path)`` samples.
 
-    ``transforms(image, mask) -> (image, mask)`` is applied to both at once. A file that cannot
-    be used raises :class:`~fcnlab.data.io.DataFormatError` naming it; with ``skip_invalid=True``
-    it is logged, counted in ``skipped`` and the next valid sample is returned in its place.
+    A subclass says how to ``load(index)`` one sample before transforms, raising
+    :class:`~fcnlab.data.io.DataFormatError` for a file that cannot be used; ``ds[i]`` applies
+    ``transforms(image, annotation)`` to both at once. With ``skip_invalid=True`` an invalid sample
+    is logged, counted in ``skipped`` and the next valid sample is returned in its place.
     """
 
     # The split names a subclass accepts (checked by ``check_split``).
@@ -46,22 +49,18 @@ class SegmentationDataset(Dataset):
         self,
         samples: Sequence[Sample],
         classes: Sequence[str],
-        palette: np.ndarray,
-        transforms: Transforms | None = None,
+        transforms: Callable[..., Any] | None = None,
         skip_invalid: bool = False,
-        ignore_index: int = 255,
     ) -> None:
         self.samples = list(samples)
         self.classes = tuple(classes)
-        self.palette = np.asarray(palette, dtype=np.uint8)
         self.transforms = transforms
         self.skip_invalid = skip_invalid
-        self.ignore_index = ignore_index
         self.skip_log = SkipLog()
 
     @property
     def num_classes(self) -> int:
-        """Number of classes (the ignore index not counted)."""
+        """Number of classes (an ignore index not counted)."""
         return len(self.classes)
 
     @property
@@ -72,34 +71,23 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def load_image(self, index: int) -> torch.Tensor:
-        """The image of sample ``index``, float32 ``(3, H, W)``."""
-        return read_image(self.samples[index][0])
-
-    def load_mask(self, index: int) -> torch.Tensor:
-        """The mask of sample ``index`` as class indices, int64 ``(H, W)``, values checked."""
-        path = self.samples[index][1]
-        return validate_mask(read_mask(path), self.num_classes, self.ignore_index, path)
-
-    def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def load(self, index: int) -> tuple[torch.Tensor, Any]:
         """Sample ``index`` before transforms; raises ``DataFormatError`` for a bad file."""
-        image, mask = self.load_image(index), self.load_mask(index)
-        check_same_size(image, mask, *self.samples[index])
-        return image, mask
+        raise NotImplementedError
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         index %= len(self)
         if not self.skip_invalid:
-            image, mask = self.load(index)
+            image, annotation = self.load(index)
         else:
-            image, mask = self._load_next_valid(index)
+            image, annotation = self._load_next_valid(index)
         if self.transforms is not None:
-            image, mask = self.transforms(image, mask)
-        return image, mask
+            image, annotation = self.transforms(image, annotation)
+        return image, annotation
 
-    def _load_next_valid(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _load_next_valid(self, index: int) -> tuple[torch.Tensor, Any]:
         """Sample ``index`` or, if it is invalid, the first valid sample after it (wrapping)."""
         for offset in range(len(self)):
             try:
@@ -128,6 +116,43 @@ class SegmentationDataset(Dataset):
         return f"{type(self).__name__}({len(self)} samples, {self.num_classes} classes)"
 
 
+class SegmentationDataset(FileDataset):
+    """``ds[i]`` is ``(image, mask)``: float32 ``(3, H, W)`` in [0, 1] and int64 ``(H, W)``.
+
+    ``transforms(image, mask) -> (image, mask)`` is applied to both at once. A file that cannot
+    be used raises :class:`~fcnlab.data.io.DataFormatError` naming it; with ``skip_invalid=True``
+    it is logged, counted in ``skipped`` and the next valid sample is returned in its place.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        classes: Sequence[str],
+        palette: np.ndarray,
+        transforms: Transforms | None = None,
+        skip_invalid: bool = False,
+        ignore_index: int = 255,
+    ) -> None:
+        super().__init__(samples, classes, transforms, skip_invalid)
+        self.palette = np.asarray(palette, dtype=np.uint8)
+        self.ignore_index = ignore_index
+
+    def load_image(self, index: int) -> torch.Tensor:
+        """The image of sample ``index``, float32 ``(3, H, W)``."""
+        return read_image(self.samples[index][0])
+
+    def load_mask(self, index: int) -> torch.Tensor:
+        """The mask of sample ``index`` as class indices, int64 ``(H, W)``, values checked."""
+        path = self.samples[index][1]
+        return validate_mask(read_mask(path), self.num_classes, self.ignore_index, path)
+
+    def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``index`` before transforms; raises ``DataFormatError`` for a bad file."""
+        image, mask = self.load_image(index), self.load_mask(index)
+        check_same_size(image, mask, *self.samples[index])
+        return image, mask
+
+
 def find_files(folder: Path, pattern: str, layout: str) -> list[Path]:
     """The files under ``folder`` matching the glob ``pattern``, sorted; none is an error."""
     files = sorted(require_path(folder, layout, "folder").glob(pattern))
@@ -136,7 +161,7 @@ def find_files(folder: Path, pattern: str, layout: str) -> list[Path]:
     return files
 
 
-def check_split(dataset: type[SegmentationDataset], split: str) -> None:
+def check_split(dataset: type[FileDataset], split: str) -> None:
     """Raise ``ValueError`` unless ``split`` is one of ``dataset.splits``."""
     if split not in dataset.splits:
         raise ValueError(

@@ -48,20 +48,22 @@ class Problem(NamedTuple):
 class SkipLog:
     """Logs and counts the invalid files a data set skips instead of failing on.
 
-    Each file is recorded once however often it is met. In DataLoader workers every worker keeps
-    its own copy, so the main process sees only what it loaded itself.
+    Each problem (file and reason) is recorded once however often it is met; one annotation file
+    that holds several bad annotations (COCO's JSON) gives one problem for each. In DataLoader
+    workers every worker keeps its own copy, so the main process sees only what it loaded itself.
     """
 
     def __init__(self) -> None:
         self.problems: list[Problem] = []
-        self._files: set[str] = set()
+        self._seen: set[Problem] = set()
 
     def record(self, error: DataFormatError) -> None:
-        """Log ``error`` as a warning and remember its file."""
-        if error.file in self._files:
+        """Log ``error`` as a warning and remember it."""
+        problem = Problem(error.file, error.reason)
+        if problem in self._seen:
             return
-        self._files.add(error.file)
-        self.problems.append(Problem(error.file, error.reason))
+        self._seen.add(problem)
+        self.problems.append(problem)
         logger.warning("skipping %s: %s", error.file, error.reason)
 
     def __len__(self) -> int:

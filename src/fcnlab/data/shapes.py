@@ -17,11 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from fcnlab.data.registry import DATASETS
+from fcnlab.data.detection import make_target
+from fcnlab.data.registry import DATASETS, DETECTION_DATASETS
 
 SHAPE_KINDS = ("disk", "square", "triangle", "ring", "bar", "cross")
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
-TARGETS = ("mask", "dominant")
+TARGETS = ("mask", "dominant", "boxes")
+TASKS = {"mask": "segmentation", "dominant": "classification", "boxes": "detection"}
 # Background black, then one well-separated colour per shape kind (for drawing masks only).
 SHAPES_PALETTE = np.array(
     [
@@ -134,11 +136,17 @@ def _textured(rng: np.random.Generator, height: int, width: int, contrast: float
 
 
 class Shapes(Dataset):
-    """Procedurally generated shapes: ``ds[i]`` is ``(image, mask)`` or ``(image, label)``.
+    """Procedurally generated shapes: ``ds[i]`` is ``(image, mask)``, ``(image, label)`` or
+    ``(image, target)``.
 
     image: float32 (3, H, W) in [0, 1]; mask: int64 (H, W) with 0 = background and 1.. the shape
     kinds in ``SHAPE_KINDS`` order; ``target="dominant"`` returns instead the class covering the
-    most pixels (``dominant_class``), for image-level classification. ``size`` is an int or
+    most pixels (``dominant_class``), for image-level classification; ``target="boxes"`` returns
+    a detection target (:mod:`fcnlab.data.detection`) of the visible shapes, labels 0-based over
+    the shape kinds (no background), and ``transforms`` must then move boxes
+    (:mod:`fcnlab.data.box_transforms`). ``num_classes`` is always the data set's
+    ``num_classes``: with masks it counts the background, with boxes only the kinds (so 6 means
+    five kinds with masks, all six with boxes). ``size`` is an int or
     (H, W); ``scale`` bounds the shape radius as a fraction of the smaller side. Difficulty
     knobs: ``shapes_per_image``, ``scale``, ``texture`` (strength of the background and shape
     textures, 0 = flat colours) and ``noise`` (Gaussian standard deviation). ``cache=True``
@@ -162,15 +170,18 @@ class Shapes(Dataset):
         noise: float = 0.03,
         cache: bool = False,
     ) -> None:
-        if not 2 <= num_classes <= len(SHAPE_KINDS) + 1:
+        if target not in TARGETS:
+            raise ValueError(f"Shapes target {target!r}: expected one of {', '.join(TARGETS)}")
+        background = 0 if target == "boxes" else 1
+        if not 1 + background <= num_classes <= len(SHAPE_KINDS) + background:
+            counted = "" if background == 0 else "background + "
             raise ValueError(
-                f"Shapes num_classes={num_classes}: expected 2..{len(SHAPE_KINDS) + 1} "
-                f"(background + up to {len(SHAPE_KINDS)} shape kinds)"
+                f"Shapes num_classes={num_classes} with target={target!r}: expected "
+                f"{1 + background}..{len(SHAPE_KINDS) + background} "
+                f"({counted}up to {len(SHAPE_KINDS)} shape kinds)"
             )
         if split not in SPLIT_STREAMS:
             raise ValueError(f"Shapes split {split!r}: expected one of {', '.join(SPLIT_STREAMS)}")
-        if target not in TARGETS:
-            raise ValueError(f"Shapes target {target!r}: expected one of {', '.join(TARGETS)}")
         if not 1 <= shapes_per_image[0] <= shapes_per_image[1]:
             raise ValueError(f"Shapes shapes_per_image={shapes_per_image}: expected 1 <= lo <= hi")
         if not 0 < scale[0] <= scale[1] <= 0.5:
@@ -185,15 +196,22 @@ class Shapes(Dataset):
         self.scale = scale
         self.texture = texture
         self.noise = noise
-        self.kinds = SHAPE_KINDS[: num_classes - 1]
-        self.classes = ("background", *self.kinds)
-        self.palette = SHAPES_PALETTE[:num_classes].copy()
-        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
+        self.kinds = SHAPE_KINDS[: num_classes - background]
+        self.classes = self.kinds if target == "boxes" else ("background", *self.kinds)
+        self.palette = SHAPES_PALETTE[: len(self.kinds) + 1].copy()
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, list[int]]] | None = (
+            {} if cache else None
+        )
 
     @property
     def num_classes(self) -> int:
-        """Number of classes, background included."""
+        """Number of classes: background and kinds with masks, the kinds alone with boxes."""
         return len(self.classes)
+
+    @property
+    def task(self) -> str:
+        """``"segmentation"``, ``"classification"`` or ``"detection"``, by ``target``."""
+        return TASKS[self.target]
 
     def __len__(self) -> int:
         return self.num_images
@@ -261,24 +279,43 @@ class Shapes(Dataset):
         ]
         return np.clip(colour + (texture - texture.mean(axis=0)), 0, 1)
 
+    def _rendered(self, index: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """``render(index)`` as tensors (image (3, H, W), instance map (H, W)) and the labels;
+        from the cache when there is one (copies: callers may change them in place)."""
+        if self._cache is not None and index in self._cache:
+            image, instances, labels = self._cache[index]
+            return image.clone(), instances.clone(), labels
+        rendered, instance_map, labels = self.render(index)
+        image = torch.from_numpy(rendered).permute(2, 0, 1).contiguous()
+        instances = torch.from_numpy(instance_map)
+        if self._cache is not None:
+            self._cache[index] = (image.clone(), instances.clone(), labels)
+        return image, instances, labels
+
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(image, mask)`` of sample ``index`` before transforms."""
-        if self._cache is not None and index in self._cache:
-            image, mask = self._cache[index]
-            return image.clone(), mask.clone()
-        rendered, instances, labels = self.render(index)
-        lookup = np.array([0, *labels], dtype=np.int64)
-        image = torch.from_numpy(rendered).permute(2, 0, 1).contiguous()
-        mask = torch.from_numpy(lookup[instances + 1])
-        if self._cache is not None:
-            self._cache[index] = (image.clone(), mask.clone())
-        return image, mask
+        image, instances, labels = self._rendered(index)
+        lookup = torch.tensor([0, *labels], dtype=torch.int64)
+        return image, lookup[instances + 1]
 
     def load_mask(self, index: int) -> torch.Tensor:
         """The mask of sample ``index`` before transforms, int64 (H, W)."""
         return self.load(index)[1]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def load_boxes(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        """``(image, target)`` of sample ``index`` before transforms: the visible shapes'
+        boxes with 0-based labels, ``image_id`` = ``index``."""
+        image, instances, labels = self._rendered(index)
+        found = _instances(instances, labels)
+        target = make_target(found["boxes"], found["labels"] - 1, index, (self.height, self.width))
+        return image, target
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
+        if self.target == "boxes":
+            image, target = self.load_boxes(index)
+            if self.transforms is not None:
+                image, target = self.transforms(image, target)
+            return image, {**target, "image_size": (int(image.shape[1]), int(image.shape[2]))}
         image, mask = self.load(index)
         if self.transforms is not None:
             image, mask = self.transforms(image, mask)
@@ -290,21 +327,29 @@ class Shapes(Dataset):
         """Visible instances of sample ``index`` (before transforms), for detection.
 
         boxes: float32 (K, 4) as (x1, y1, x2, y2) pixel edges around the visible pixels; labels:
-        int64 (K,); masks: bool (K, H, W). Shapes hidden entirely by later ones are left out.
+        int64 (K,) 1-based as in the masks; masks: bool (K, H, W). Shapes hidden entirely by
+        later ones are left out.
         """
-        _, instances, labels = self.render(index)
-        masks = instances[None] == np.arange(len(labels))[:, None, None]
-        keep = masks.any(axis=(1, 2))
-        masks, kept_labels = masks[keep], np.array(labels, dtype=np.int64)[keep]
-        boxes = np.zeros((len(masks), 4), dtype=np.float32)
-        for k, m in enumerate(masks):
-            ys, xs = np.nonzero(m)
-            boxes[k] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-        return {
-            "boxes": torch.from_numpy(boxes),
-            "labels": torch.from_numpy(kept_labels),
-            "masks": torch.from_numpy(masks),
-        }
+        _, instances, labels = self._rendered(index)
+        return _instances(instances, labels)
+
+
+def _instances(instances: torch.Tensor, labels: list[int]) -> dict[str, torch.Tensor]:
+    """Boxes, labels and masks of the instances visible in an instance map (H, W) (-1 is
+    background, k the k-th shape, whose class is ``labels[k]``)."""
+    masks = instances[None] == torch.arange(len(labels))[:, None, None]
+    keep = masks.flatten(1).any(dim=1)
+    masks = masks[keep]
+    kept_labels = torch.tensor(labels, dtype=torch.int64).reshape(-1)[keep]
+    rows, cols = masks.any(dim=2), masks.any(dim=1)  # (K, H), (K, W)
+    width, height = cols.shape[1], rows.shape[1]
+    # the first and last covered column / row: argmax finds the first True
+    x1 = cols.int().argmax(dim=1)
+    x2 = width - cols.flip(1).int().argmax(dim=1)
+    y1 = rows.int().argmax(dim=1)
+    y2 = height - rows.flip(1).int().argmax(dim=1)
+    boxes = torch.stack([x1, y1, x2, y2], dim=1).float()
+    return {"boxes": boxes, "labels": kept_labels, "masks": masks}
 
 
 @DATASETS.register("shapes")
@@ -318,3 +363,17 @@ def build_shapes(
     if root is not None:
         raise ValueError(f"the shapes data set is generated and takes no root (got {root!r})")
     return Shapes(split=split, transforms=transforms, **options)
+
+
+@DETECTION_DATASETS.register("shapes")
+def build_shapes_boxes(
+    root: object = None,
+    split: str = "train",
+    transforms: Callable[..., Any] | None = None,
+    **options: Any,
+) -> Shapes:
+    """``Shapes(target="boxes")`` through the registry, for ``task="detection"``."""
+    target = options.pop("target", "boxes")
+    if target != "boxes":
+        raise ValueError(f"shapes with task='detection' has target 'boxes', not {target!r}")
+    return build_shapes(root, split, transforms, target="boxes", **options)

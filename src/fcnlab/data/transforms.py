@@ -46,13 +46,41 @@ def check_pair(image: torch.Tensor, mask: torch.Tensor) -> None:
         )
 
 
+def scaled_size(height: int, width: int, factor: float) -> tuple[int, int]:
+    """``(H, W)`` scaled by ``factor`` and rounded, at least one pixel each."""
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize an image (C, H, W) to ``size`` (H, W) bilinearly (antialiased when shrinking)."""
+    if tuple(image.shape[1:]) == tuple(size):
+        return image
+    return F.interpolate(image[None], size=size, mode="bilinear", antialias=True)[0]
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a mask (H, W) to ``size`` by nearest neighbour (``nearest-exact``)."""
+    if tuple(mask.shape) == tuple(size):
+        return mask
+    mask = F.interpolate(mask[None, None].float(), size=size, mode="nearest-exact")[0, 0]
+    return mask.to(torch.int64)
+
+
 def resize(image: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) -> Pair:
     """Resize to ``size`` (H, W): the image bilinearly (antialiased), the mask by nearest."""
-    if tuple(image.shape[1:]) == tuple(size):
-        return image, mask
-    image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True)[0]
-    mask = F.interpolate(mask[None, None].float(), size=size, mode="nearest-exact")[0, 0]
-    return image, mask.to(torch.int64)
+    return resize_image(image, size), resize_mask(mask, size)
+
+
+def pad_crop(
+    tensor: torch.Tensor, top: int, left: int, height: int, width: int, fill: float = 0.0
+) -> torch.Tensor:
+    """The ``height`` x ``width`` window at (``top``, ``left``) of an image (C, H, W) or mask
+    (H, W), padded bottom and right with ``fill`` where it reaches past the tensor."""
+    pad_h = max(top + height - tensor.shape[-2], 0)
+    pad_w = max(left + width - tensor.shape[-1], 0)
+    if pad_h or pad_w:
+        tensor = F.pad(tensor, (0, pad_w, 0, pad_h), value=fill)
+    return tensor[..., top : top + height, left : left + width]
 
 
 def pad_to(
@@ -112,28 +140,74 @@ def scale_crop(
     fill: float = 0.0,
     ignore_index: int = IGNORE_INDEX,
 ) -> Pair:
-    """The pair resized by ``factor`` (to ``round(factor * size)``), padded bottom and right to
-    at least ``height`` x ``width`` and cropped to that window at (``top``, ``left``): the same
-    as ``resize``, ``pad_to`` and ``crop`` in turn.
+    """The pair resized by ``factor`` (to ``scaled_size``), padded bottom and right to at least
+    ``height`` x ``width`` (image ``fill``, mask ``ignore_index``) and cropped to that window at
+    (``top``, ``left``): the same as ``resize``, ``pad_to`` and ``crop`` in turn.
 
     When enlarging, only the window's pixels are interpolated (separable bilinear taps for the
     image, nearest taps for the mask), which for a 320 crop of a 500x375 image scaled by 2 is
     several times cheaper than resizing it whole; shrinking resizes the whole (small) result.
     """
-    size_h, size_w = image.shape[1:]
-    scaled_h, scaled_w = max(1, round(size_h * factor)), max(1, round(size_w * factor))
-    if scaled_h < size_h or scaled_w < size_w:
-        image, mask = resize(image, mask, (scaled_h, scaled_w))
-        image, mask = pad_to(image, mask, height, width, fill, ignore_index)
-        return crop(image, mask, top, left, height, width)
-    rows, cols = min(height, scaled_h - top), min(width, scaled_w - left)
-    i0, i1, wy = _linear_taps(top, rows, size_h, scaled_h)
-    j0, j1, wx = _linear_taps(left, cols, size_w, scaled_w)
+    return (
+        scale_crop_image(image, factor, top, left, height, width, fill),
+        scale_crop_mask(mask, factor, top, left, height, width, ignore_index),
+    )
+
+
+def _enlarged_window(
+    size: tuple[int, int], factor: float, top: int, left: int, height: int, width: int
+) -> tuple[int, int, int, int] | None:
+    """``(scaled_h, scaled_w, rows, cols)``: the scaled size and how much of the window it
+    covers, or None when ``factor`` shrinks a side (then the whole tensor is resized)."""
+    scaled_h, scaled_w = scaled_size(*size, factor)
+    if scaled_h < size[0] or scaled_w < size[1]:
+        return None
+    return scaled_h, scaled_w, min(height, scaled_h - top), min(width, scaled_w - left)
+
+
+def scale_crop_image(
+    image: torch.Tensor,
+    factor: float,
+    top: int,
+    left: int,
+    height: int,
+    width: int,
+    fill: float = 0.0,
+) -> torch.Tensor:
+    """The image half of :func:`scale_crop`."""
+    size = (image.shape[1], image.shape[2])
+    window = _enlarged_window(size, factor, top, left, height, width)
+    if window is None:
+        return pad_crop(
+            resize_image(image, scaled_size(*size, factor)), top, left, height, width, fill
+        )
+    scaled_h, scaled_w, rows, cols = window
+    i0, i1, wy = _linear_taps(top, rows, size[0], scaled_h)
+    j0, j1, wx = _linear_taps(left, cols, size[1], scaled_w)
     image = image.index_select(1, i0).lerp_(image.index_select(1, i1), wy[:, None])
     image = image.index_select(2, j0).lerp_(image.index_select(2, j1), wx)
-    mask = mask.index_select(0, _nearest_taps(top, rows, size_h, scaled_h))
-    mask = mask.index_select(1, _nearest_taps(left, cols, size_w, scaled_w))
-    return pad_to(image, mask, height, width, fill, ignore_index)
+    return pad_crop(image, 0, 0, height, width, fill)
+
+
+def scale_crop_mask(
+    mask: torch.Tensor,
+    factor: float,
+    top: int,
+    left: int,
+    height: int,
+    width: int,
+    ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
+    """The mask half of :func:`scale_crop`."""
+    size = (mask.shape[0], mask.shape[1])
+    window = _enlarged_window(size, factor, top, left, height, width)
+    if window is None:
+        mask = resize_mask(mask, scaled_size(*size, factor))
+        return pad_crop(mask, top, left, height, width, ignore_index)
+    scaled_h, scaled_w, rows, cols = window
+    mask = mask.index_select(0, _nearest_taps(top, rows, size[0], scaled_h))
+    mask = mask.index_select(1, _nearest_taps(left, cols, size[1], scaled_w))
+    return pad_crop(mask, 0, 0, height, width, ignore_index)
 
 
 def hflip(image: torch.Tensor, mask: torch.Tensor) -> Pair:
@@ -215,9 +289,7 @@ class RandomScale:
         self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
     ) -> Pair:
         factor = _uniform(self.min_scale, self.max_scale, generator)
-        height, width = image.shape[1:]
-        size = (max(1, round(height * factor)), max(1, round(width * factor)))
-        return resize(image, mask, size)
+        return resize(image, mask, scaled_size(image.shape[1], image.shape[2], factor))
 
     def __repr__(self) -> str:
         return f"RandomScale({self.min_scale}, {self.max_scale})"
@@ -251,12 +323,14 @@ class RandomHorizontalFlip:
     def __init__(self, p: float = 0.5) -> None:
         self.p = p
 
+    def draw(self, generator: torch.Generator | None = None) -> bool:
+        """Whether to flip this time."""
+        return float(torch.rand((), generator=generator)) < self.p
+
     def __call__(
         self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
     ) -> Pair:
-        if float(torch.rand((), generator=generator)) < self.p:
-            return hflip(image, mask)
-        return image, mask
+        return hflip(image, mask) if self.draw(generator) else (image, mask)
 
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip({self.p})"
@@ -313,17 +387,23 @@ class RandomScaleCrop:
         self.scale = RandomScale(min_scale, max_scale)
         self.crop = RandomCrop(size, fill, ignore_index)
 
-    def __call__(
-        self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
-    ) -> Pair:
+    def draw(
+        self, size: tuple[int, int], generator: torch.Generator | None = None
+    ) -> tuple[float, int, int]:
+        """Draw the scale factor and the window's (top, left) for an input of ``size`` (H, W)."""
         factor = _uniform(self.scale.min_scale, self.scale.max_scale, generator)
-        size_h, size_w = image.shape[1:]
-        scaled_h, scaled_w = max(1, round(size_h * factor)), max(1, round(size_w * factor))
+        scaled_h, scaled_w = scaled_size(*size, factor)
         height, width = self.crop.size
         top = _randint(max(scaled_h - height, 0), generator)
         left = _randint(max(scaled_w - width, 0), generator)
+        return factor, top, left
+
+    def __call__(
+        self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> Pair:
+        factor, top, left = self.draw((image.shape[1], image.shape[2]), generator)
         return scale_crop(
-            image, mask, factor, top, left, height, width, self.crop.fill, self.crop.ignore_index
+            image, mask, factor, top, left, *self.crop.size, self.crop.fill, self.crop.ignore_index
         )
 
     def __repr__(self) -> str:
