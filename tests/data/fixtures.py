@@ -183,3 +183,56 @@ def write_coco(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document))
     return root
+
+
+def voc_annotation_xml(file_name: str, size: tuple[int, int], objects: list[dict[str, Any]]) -> str:
+    """A devkit ``Annotations/*.xml`` document: ``size`` (H, W) and one ``<object>`` per dict
+    with ``name``, ``bndbox`` (xmin, ymin, xmax, ymax: 1-based, inclusive) and optionally
+    ``difficult``; a key set to None leaves its element out (a broken file)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "VOC2012"
+    ET.SubElement(root, "filename").text = file_name
+    source = ET.SubElement(root, "source")
+    ET.SubElement(source, "database").text = "The VOC2007 Database"
+    size_element = ET.SubElement(root, "size")
+    ET.SubElement(size_element, "width").text = str(size[1])
+    ET.SubElement(size_element, "height").text = str(size[0])
+    ET.SubElement(size_element, "depth").text = "3"
+    ET.SubElement(root, "segmented").text = "0"
+    for record in objects:
+        element = ET.SubElement(root, "object")
+        if record.get("name") is not None:
+            ET.SubElement(element, "name").text = record["name"]
+        ET.SubElement(element, "pose").text = "Unspecified"
+        ET.SubElement(element, "truncated").text = "0"
+        if record.get("difficult") is not None:
+            ET.SubElement(element, "difficult").text = str(record["difficult"])
+        if record.get("bndbox") is not None:
+            bndbox = ET.SubElement(element, "bndbox")
+            for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), record["bndbox"], strict=True):
+                if value is not None:
+                    ET.SubElement(bndbox, tag).text = str(value)
+    return ET.tostring(root, encoding="unicode")
+
+
+def write_voc_detection(
+    root: Path,
+    splits: dict[str, list[str]],
+    objects: dict[str, list[dict[str, Any]]],
+    sizes: dict[str, tuple[int, int]],
+) -> Path:
+    """VOC detection: ``JPEGImages/{id}.jpg``, ``Annotations/{id}.xml`` (see
+    :func:`voc_annotation_xml`) and ``ImageSets/Main/{split}.txt``."""
+    (root / "Annotations").mkdir(parents=True, exist_ok=True)
+    for index, (image_id, records) in enumerate(objects.items()):
+        size = sizes[image_id]
+        write_image(root / "JPEGImages" / f"{image_id}.jpg", random_rgb(*size, seed=index))
+        xml = voc_annotation_xml(f"{image_id}.jpg", size, records)
+        (root / "Annotations" / f"{image_id}.xml").write_text(xml)
+    lists = root / "ImageSets" / "Main"
+    lists.mkdir(parents=True, exist_ok=True)
+    for split, ids in splits.items():
+        (lists / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    return root

@@ -34,8 +34,58 @@ CATEGORY_SETS = ("voc", "all")
 OVERLAP_RULES = ("category", "torchvision")
 
 
+class COCOImages:
+    """What COCO's segmentation and detection sets share: a split's pycocotools index
+    (``coco``), the kept categories (``category_index``: category id -> class index) and the
+    images (``image_ids``, in id order)."""
+
+    splits = ("train", "val")
+    coco: COCO
+    category_index: dict[int, int]
+    image_ids: list[int]
+
+    def open_split(
+        self, root: str | Path, split: str, categories: str, first_class: int, drop_empty: bool
+    ) -> tuple[list[tuple[Path, Path]], tuple[str, ...]]:
+        """Index ``root``'s ``split``: returns the ``(image, annotation file)`` samples and the
+        names of the kept categories, whose classes are numbered from ``first_class``."""
+        root = require_path(Path(root), COCO_LAYOUT)
+        check_split(type(self), split)  # type: ignore[arg-type]
+        category_ids, names = coco_categories(categories)
+        annotation_file = root / "annotations" / f"instances_{split}2017.json"
+        self.coco = load_coco(require_path(annotation_file, COCO_LAYOUT, "annotation file"))
+        self.category_index = {cat: first_class + k for k, cat in enumerate(category_ids)}
+        self.image_ids = sorted(self.coco.imgs)
+        if drop_empty:
+            self.image_ids = [i for i in self.image_ids if self.annotations(i)]
+        image_folder = require_path(root / f"{split}2017", COCO_LAYOUT, "image folder")
+        samples = [
+            (image_folder / self.coco.imgs[i]["file_name"], annotation_file) for i in self.image_ids
+        ]
+        return samples, names
+
+    def annotations(self, image_id: int) -> list[dict[str, Any]]:
+        """The annotations of ``image_id`` whose category is kept."""
+        return [
+            annotation
+            for annotation in self.coco.imgToAnns[image_id]
+            if annotation["category_id"] in self.category_index
+        ]
+
+
+def coco_categories(categories: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The COCO category ids that ``categories`` keeps, in class order, and their class names:
+    ``"voc"``, the 20 VOC classes in VOC's order (VOC's names); ``"all"``, the 80 thing
+    categories in id order."""
+    _check_choice("categories", categories, CATEGORY_SETS)
+    if categories == "voc":
+        return COCO_IDS_OF_VOC_CLASSES, VOC_CLASSES[1:]
+    ids = tuple(sorted(COCO_CATEGORIES))
+    return ids, tuple(COCO_CATEGORIES[cat] for cat in ids)
+
+
 @DATASETS.register("coco")
-class COCOSegmentation(SegmentationDataset):
+class COCOSegmentation(COCOImages, SegmentationDataset):
     """COCO images with a semantic mask drawn from their instance annotations.
 
     ``categories="voc"`` keeps the 20 VOC categories as VOC's class indices (every other object is
@@ -50,8 +100,6 @@ class COCOSegmentation(SegmentationDataset):
     annotation of a kept category (for training).
     """
 
-    splits = ("train", "val")
-
     def __init__(
         self,
         root: str | Path,
@@ -62,35 +110,11 @@ class COCOSegmentation(SegmentationDataset):
         drop_empty: bool = False,
         skip_invalid: bool = False,
     ) -> None:
-        root = require_path(Path(root), COCO_LAYOUT)
-        check_split(type(self), split)
-        _check_choice("categories", categories, CATEGORY_SETS)
         _check_choice("overlap", overlap, OVERLAP_RULES)
-        annotation_file = root / "annotations" / f"instances_{split}2017.json"
-        self.coco = load_coco(require_path(annotation_file, COCO_LAYOUT, "annotation file"))
         self.overlap = overlap
-        if categories == "voc":
-            self.category_index = {cat: i + 1 for i, cat in enumerate(COCO_IDS_OF_VOC_CLASSES)}
-            classes: Sequence[str] = VOC_CLASSES
-        else:
-            self.category_index = {cat: i + 1 for i, cat in enumerate(sorted(COCO_CATEGORIES))}
-            classes = ("background", *(COCO_CATEGORIES[cat] for cat in sorted(COCO_CATEGORIES)))
-        self.image_ids = sorted(self.coco.imgs)
-        if drop_empty:
-            self.image_ids = [i for i in self.image_ids if self.annotations(i)]
-        image_folder = require_path(root / f"{split}2017", COCO_LAYOUT, "image folder")
-        samples = [
-            (image_folder / self.coco.imgs[i]["file_name"], annotation_file) for i in self.image_ids
-        ]
+        samples, names = self.open_split(root, split, categories, 1, drop_empty)
+        classes = ("background", *names)
         super().__init__(samples, classes, voc_palette(len(classes)), transforms, skip_invalid)
-
-    def annotations(self, image_id: int) -> list[dict[str, Any]]:
-        """The annotations of ``image_id`` whose category is kept."""
-        return [
-            annotation
-            for annotation in self.coco.imgToAnns[image_id]
-            if annotation["category_id"] in self.category_index
-        ]
 
     def load_mask(self, index: int) -> torch.Tensor:
         """The semantic mask of sample ``index``, drawn from its annotations."""
@@ -158,6 +182,14 @@ def load_coco(annotation_file: Path) -> COCO:
             coco = COCO(str(annotation_file))
     except (json.JSONDecodeError, UnicodeDecodeError, AssertionError) as error:
         raise DataFormatError(annotation_file, f"is not a COCO annotation file: {error}") from None
+    except KeyError as error:
+        raise DataFormatError(
+            annotation_file, f"is not a COCO annotation file: an entry lacks the field {error}"
+        ) from None
+    except TypeError as error:
+        raise DataFormatError(
+            annotation_file, f"is not a COCO annotation file: an entry has the wrong type ({error})"
+        ) from None
     unknown = sorted(set(coco.cats) - set(COCO_CATEGORIES))
     if unknown:
         raise DataFormatError(

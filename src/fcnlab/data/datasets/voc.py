@@ -73,12 +73,13 @@ class VOCSegmentation(SegmentationDataset):
         return validate_mask(mask, self.num_classes, self.ignore_index, path)
 
 
-def read_split_list(root: Path, split: str) -> list[str]:
-    """Image ids listed in ``ImageSets/Segmentation/{split}.txt``."""
-    path = require_path(
-        root / "ImageSets" / "Segmentation" / f"{split}.txt", VOC_LAYOUT, "split list"
-    )
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+def read_split_list(
+    root: Path, split: str, folder: str = "Segmentation", layout: str = VOC_LAYOUT
+) -> list[str]:
+    """Image ids listed in ``ImageSets/{folder}/{split}.txt`` (``Main`` for detection); a missing
+    list is reported with ``layout``."""
+    path = require_path(root / "ImageSets" / folder / f"{split}.txt", layout, "split list")
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
 
 def sbd_samples(voc_root: Path, sbd_root: Path, exclude: set[str]) -> list[tuple[Path, Path]]:
