@@ -6,8 +6,8 @@ in the format of :mod:`fcnlab.data.detection`; the input target is never modifie
 pixel edges, so resizing scales them by the exact ratio of output to input size (bilinear
 resizing with ``align_corners=False`` maps pixel edges onto pixel edges), a horizontal flip maps
 ``x`` to ``W - x`` and a crop shifts them and clips them to the window. Colour jitter and
-normalisation touch the image only: :class:`~fcnlab.data.transforms.ColorJitter` and
-:class:`~fcnlab.data.transforms.Normalize` serve both tasks as they are.
+normalisation touch the image only: :func:`~fcnlab.data.transforms.photometric_steps`
+(``ColorJitter``, ``Normalize``) serve both tasks as they are.
 
 With the same ``generator`` state a transform here draws exactly what its segmentation
 counterpart draws, so an image transformed with either comes out the same.
@@ -25,11 +25,10 @@ from fcnlab.data.transforms import (
     IGNORE_INDEX,
     IMAGENET_MEAN,
     IMAGENET_STD,
-    ColorJitter,
     Compose,
-    Normalize,
     RandomHorizontalFlip,
     RandomScaleCrop,
+    photometric_steps,
     resize_image,
     scale_crop_image,
     scaled_size,
@@ -206,15 +205,11 @@ def detection_train_transforms(
     """:func:`~fcnlab.data.transforms.train_transforms` for detection: random scale and crop
     (boxes clipped, cut ones dropped below ``min_visible`` / ``min_size``), horizontal flip,
     optional colour jitter, then normalisation (``mean=None`` skips it)."""
-    steps: list[object] = [
+    geometry = [
         BoxRandomScaleCrop(crop_size, *scale, min_visible=min_visible, min_size=min_size),
         BoxRandomHorizontalFlip(flip),
     ]
-    if jitter > 0:
-        steps.append(ColorJitter(jitter, jitter, jitter))
-    if mean is not None:
-        steps.append(Normalize(mean, std))
-    return DetectionCompose(steps)
+    return DetectionCompose([*geometry, *photometric_steps(jitter, mean, std)])
 
 
 def detection_eval_transforms(
@@ -224,7 +219,5 @@ def detection_eval_transforms(
 ) -> DetectionCompose:
     """Evaluation pipeline: optional fixed resize (boxes scaled), then normalisation
     (``mean=None`` skips it)."""
-    steps: list[object] = [] if size is None else [BoxResize(size)]
-    if mean is not None:
-        steps.append(Normalize(mean, std))
-    return DetectionCompose(steps)
+    geometry = [] if size is None else [BoxResize(size)]
+    return DetectionCompose([*geometry, *photometric_steps(0.0, mean, std)])

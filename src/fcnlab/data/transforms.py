@@ -410,6 +410,19 @@ class RandomScaleCrop:
         return f"RandomScaleCrop({self.crop.size}, {self.scale.min_scale}, {self.scale.max_scale})"
 
 
+def photometric_steps(
+    jitter: float = 0.0,
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> list[object]:
+    """The steps that touch the image only, ending a pipeline of either task: colour jitter when
+    ``jitter > 0``, then normalisation unless ``mean`` is None."""
+    steps: list[object] = [ColorJitter(jitter, jitter, jitter)] if jitter > 0 else []
+    if mean is not None:
+        steps.append(Normalize(mean, std))
+    return steps
+
+
 def train_transforms(
     crop_size: int | tuple[int, int],
     scale: tuple[float, float] = (0.5, 2.0),
@@ -421,12 +434,8 @@ def train_transforms(
     """The usual training pipeline (torchvision's segmentation reference): random scale, random
     crop padded with ignore (fused: ``RandomScaleCrop``), horizontal flip, optional colour jitter,
     then normalisation (``mean=None`` skips it)."""
-    steps: list[object] = [RandomScaleCrop(crop_size, *scale), RandomHorizontalFlip(flip)]
-    if jitter > 0:
-        steps.append(ColorJitter(jitter, jitter, jitter))
-    if mean is not None:
-        steps.append(Normalize(mean, std))
-    return Compose(steps)
+    geometry = [RandomScaleCrop(crop_size, *scale), RandomHorizontalFlip(flip)]
+    return Compose([*geometry, *photometric_steps(jitter, mean, std)])
 
 
 def eval_transforms(
@@ -435,7 +444,5 @@ def eval_transforms(
     std: Sequence[float] = IMAGENET_STD,
 ) -> Compose:
     """Evaluation pipeline: optional fixed resize, then normalisation (``mean=None`` skips it)."""
-    steps: list[object] = [] if size is None else [Resize(size)]
-    if mean is not None:
-        steps.append(Normalize(mean, std))
-    return Compose(steps)
+    geometry = [] if size is None else [Resize(size)]
+    return Compose([*geometry, *photometric_steps(0.0, mean, std)])
