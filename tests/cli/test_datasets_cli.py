@@ -126,3 +126,56 @@ def test_list_names_every_format(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["datasets", "list"]) == 0
     names = capsys.readouterr().out.split()
     assert set(names) >= {"voc", "cityscapes", "coco", "ade20k", "folder", "shapes"}
+    assert main(["datasets", "list", "--task", "detection"]) == 0
+    assert capsys.readouterr().out.split() == ["coco", "shapes", "voc"]
+
+
+def write_voc_boxes(root: Path, objects: dict[str, list[tuple[str, int, tuple[int, ...]]]]) -> Path:
+    """A VOC detection tree: 8x10 JPEGs, devkit XML annotations (name, difficult, 1-based
+    bndbox) and ``ImageSets/Main/train.txt`` listing every image."""
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for stem, records in objects.items():
+        Image.new("RGB", (10, 8)).save(root / "JPEGImages" / f"{stem}.jpg")
+        xml = "".join(
+            f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox>"
+            f"<xmin>{box[0]}</xmin><ymin>{box[1]}</ymin><xmax>{box[2]}</xmax><ymax>{box[3]}</ymax>"
+            "</bndbox></object>"
+            for name, difficult, box in records
+        )
+        (root / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{stem}.jpg</filename><size><width>10</width>"
+            f"<height>8</height><depth>3</depth></size>{xml}</annotation>"
+        )
+    (root / "ImageSets" / "Main" / "train.txt").write_text("".join(f"{s}\n" for s in objects))
+    return root
+
+
+def test_check_detection_counts_boxes_per_class_and_names_bad_objects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dogs = [("dog", 0, (1, 1, 4, 4)), ("dog", 1, (5, 2, 10, 8))]
+    root = write_voc_boxes(tmp_path, {"a": dogs, "b": [("unicorn", 0, (1, 1, 2, 2))], "c": []})
+    command = ["datasets", "check", str(root), "--format", "voc", "--task", "detection"]
+    assert main([*command, "--split", "train"]) == 1
+    out = capsys.readouterr().out
+    assert "1 problem found" in out and "b.xml" in out and "class 'unicorn'" in out
+    write_voc_boxes(tmp_path, {"a": dogs, "b": [("cat", 0, (1, 1, 2, 2))], "c": []})
+    assert main([*command, "--split", "train"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if "│ " in line}
+    # class, boxes, share %, images, crowd, difficult: 2 of the 3 boxes are dogs, one difficult
+    assert [cell.strip() for cell in rows["dog"].split("│")[1:7]] == [
+        "dog", "2", "66.67", "1", "0", "1",
+    ]  # fmt: skip
+    assert [cell.strip() for cell in rows["cat"].split("│")[2:7]] == ["1", "33.33", "1", "0", "0"]
+    assert "images without boxes: 1 of 3" in out
+
+
+def test_check_detection_rejects_formats_without_boxes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["datasets", "check", str(tmp_path), "--format", "ade20k", "--task", "detection"])
+    assert "--format ade20k has no boxes; with --task detection use voc, coco" in (
+        capsys.readouterr().err
+    )

@@ -3,7 +3,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fcnlab.data import ClassFrequencies, class_frequencies, median_frequency_weights
+from fcnlab.data import (
+    BoxCounter,
+    ClassFrequencies,
+    class_frequencies,
+    make_target,
+    median_frequency_weights,
+)
 
 
 class Masks:
@@ -77,3 +83,17 @@ def test_load_mask_is_preferred_over_getitem() -> None:
 
     freqs = class_frequencies(WithLoadMask([[[0, 1, 1]]], ("a", "b")))
     assert isinstance(freqs, ClassFrequencies) and freqs.pixels.tolist() == [1, 2]
+
+
+def test_box_counter_hand_counted() -> None:
+    counter = BoxCounter(("cat", "dog", "bird"))
+    counter.update(make_target([[0, 0, 1, 1]] * 3, [1, 1, 0], 0, (2, 2), iscrowd=[0, 1, 0]))
+    counter.update(make_target([[0, 0, 1, 1]] * 2, [1, 0], 1, (2, 2), difficult=[1, 1]))
+    counter.update(make_target([], [], 2, (2, 2)))
+    counts = counter.result()
+    assert counts.boxes.tolist() == [2, 3, 0] and counts.images.tolist() == [2, 2, 0]
+    assert counts.crowd.tolist() == [0, 1, 0] and counts.difficult.tolist() == [1, 1, 0]
+    assert counts.empty_images == 1 and counts.total_images == 3
+    assert counts.share.tolist() == [0.4, 0.6, 0.0]
+    with pytest.raises(ValueError, match=r"sample 7 has labels 3, outside classes 0\.\.2"):
+        counter.update({"labels": torch.tensor([3])}, name="sample 7")

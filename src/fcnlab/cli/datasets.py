@@ -1,8 +1,9 @@
 """``fcnlab datasets``: list the known data sets, and ``check`` a data set folder.
 
 ``check`` loads every image and mask of each split, collects the problems (file, reason) instead
-of stopping at the first one, and tabulates images per split and class pixel frequencies; the
-exit status is 1 when any problem was found.
+of stopping at the first one, and tabulates images per split and class pixel frequencies (with
+``--task detection``: every image and its boxes, and boxes per class); the exit status is 1 when
+any problem was found.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from fcnlab.data import FrequencyCounter, build_dataset, list_datasets
+from fcnlab.data import BoxCounter, FrequencyCounter, build_dataset, list_datasets
 from fcnlab.data.io import DataFormatError, DatasetNotFoundError, Problem
-from fcnlab.data.stats import ClassFrequencies, median_frequency_weights
+from fcnlab.data.stats import BoxCounts, ClassFrequencies, median_frequency_weights
 
 FORMATS = ("voc", "cityscapes", "coco", "ade20k", "folder")
+TASKS = ("segmentation", "detection")
 # The splits checked when none is named; VOC's trainval is the union of train and val.
 DEFAULT_SPLITS = {
     "voc": ("train", "val"),
@@ -44,6 +46,7 @@ class SplitReport:
     images: int = 0
     problems: list[Problem] = field(default_factory=list)
     frequencies: ClassFrequencies | None = None
+    boxes: BoxCounts | None = None
     palette: np.ndarray | None = None
     missing: DatasetNotFoundError | None = None
 
@@ -53,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("datasets", help="list data sets, check a data set folder")
     commands = parser.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
     listing = commands.add_parser("list", help="names accepted by --format and build_dataset")
+    listing.add_argument("--task", choices=TASKS, default="segmentation")
     listing.set_defaults(run=run_list)
     check = commands.add_parser("check", help="validate a data set folder and count its classes")
     check.add_argument("root", type=Path, help="the folder that directly holds the layout")
@@ -63,13 +67,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="splits",
         help="a split to check (repeatable; default: every split the format defines)",
     )
+    check.add_argument(
+        "--task",
+        choices=TASKS,
+        default="segmentation",
+        help="check the masks (default) or the boxes (voc, coco) and count boxes per class",
+    )
     check.add_argument("--plot", type=Path, help="draw the class-frequency bar chart to FILE.png")
     check.set_defaults(run=run_check)
 
 
 def run_list(args: argparse.Namespace) -> int:
-    """Print the registered data-set names."""
-    for name in list_datasets():
+    """Print the names of the data sets registered for ``--task``."""
+    for name in list_datasets(args.task):
         print(name)
     return 0
 
@@ -84,35 +94,48 @@ def default_splits(format_name: str, root: Path) -> tuple[str, ...]:
 
 
 def check_split(
-    format_name: str, root: Path, split: str, progress: Progress, required: bool
+    format_name: str,
+    root: Path,
+    split: str,
+    progress: Progress,
+    required: bool,
+    task: str = "segmentation",
 ) -> SplitReport:
-    """Load every sample of one split, collecting problems and class frequencies.
+    """Load every sample of one split, collecting problems and class frequencies (box counts
+    for ``task="detection"``).
 
     A split that does not exist is an error when ``required`` (named on the command line), and
     merely reported otherwise.
     """
     report = SplitReport(split)
+    options = {} if task == "segmentation" else {"task": task}
     try:
-        dataset = build_dataset(format_name, root, split=split, skip_invalid=True)
+        dataset = build_dataset(format_name, root, split=split, skip_invalid=True, **options)
     except DatasetNotFoundError as error:
         if required:
             raise
         report.missing = error
         return report
     # files rejected while the data set was built (unpaired, unreadable) come first, once each
-    found = {problem.file: problem for problem in dataset.skip_log.problems}
-    counter = FrequencyCounter(tuple(dataset.classes), dataset.ignore_index)
+    found = {tuple(problem): problem for problem in dataset.skip_log.problems}
+    if task == "detection":
+        counter: BoxCounter | FrequencyCounter = BoxCounter(tuple(dataset.classes))
+    else:
+        counter = FrequencyCounter(tuple(dataset.classes), dataset.ignore_index)
     for index in progress.track(range(len(dataset)), description=f"{format_name} {split}"):
         try:
-            _, mask = dataset.load(index)
+            _, annotation = dataset.load(index)
         except DataFormatError as error:
-            found.setdefault(error.file, Problem(error.file, error.reason))
+            found.setdefault((error.file, error.reason), Problem(error.file, error.reason))
             continue
-        counter.update(mask, name=f"{split} sample {index}")
+        counter.update(annotation, name=f"{split} sample {index}")
     report.images = len(dataset)
     report.problems = list(found.values())
-    report.frequencies = counter.result()
-    report.palette = dataset.palette
+    if isinstance(counter, BoxCounter):
+        report.boxes = counter.result()
+    else:
+        report.frequencies = counter.result()
+        report.palette = dataset.palette
     return report
 
 
@@ -161,6 +184,26 @@ def frequency_table(report: SplitReport) -> Table:
             f"{weights[c]:.3f}",
         )
     table.caption = f"ignored pixels: {freqs.ignored} of {freqs.total}"
+    return table
+
+
+def box_table(report: SplitReport) -> Table:
+    """Boxes, share, images, crowd and difficult boxes per class for one split."""
+    counts = report.boxes
+    assert counts is not None
+    table = Table(title=f"Boxes per class: {report.split}")
+    for column in ("class", "boxes", "share %", "images", "crowd", "difficult"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for c, name in enumerate(counts.classes):
+        table.add_row(
+            name,
+            str(int(counts.boxes[c])),
+            f"{100 * float(counts.share[c]):.2f}",
+            str(int(counts.images[c])),
+            str(int(counts.crowd[c])),
+            str(int(counts.difficult[c])),
+        )
+    table.caption = f"images without boxes: {counts.empty_images} of {counts.total_images}"
     return table
 
 
@@ -213,6 +256,12 @@ def run_check(args: argparse.Namespace) -> int:
     root: Path = args.root
     if not root.exists():
         raise DatasetNotFoundError(f"data set root '{root}' does not exist")
+    detection = list_datasets("detection")
+    if args.task == "detection" and args.format not in detection:
+        shown = ", ".join(name for name in FORMATS if name in detection)
+        raise ValueError(f"--format {args.format} has no boxes; with --task detection use {shown}")
+    if args.task == "detection" and args.plot is not None:
+        raise ValueError("--plot draws class pixel frequencies, which --task detection has not")
     splits = tuple(args.splits or default_splits(args.format, root))
     # every problem goes into the table, so the per-file skip warnings would only repeat it
     data_logger = logging.getLogger("fcnlab.data")
@@ -221,7 +270,7 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         with Progress(console=console, transient=True) as progress:
             reports = [
-                check_split(args.format, root, split, progress, required=bool(args.splits))
+                check_split(args.format, root, split, progress, bool(args.splits), args.task)
                 for split in splits
             ]
     finally:
@@ -234,6 +283,8 @@ def run_check(args: argparse.Namespace) -> int:
     for report in reports:
         if report.frequencies is not None:
             console.print(frequency_table(report))
+        if report.boxes is not None:
+            console.print(box_table(report))
     if args.plot is not None:
         plot_class_frequencies(reports).savefig(args.plot, dpi=100)
         console.print(f"class-frequency chart written to {args.plot}")

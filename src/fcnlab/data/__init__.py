@@ -9,6 +9,8 @@ from fcnlab.data.detection import DetectionDataset, detection_collate, make_targ
 from fcnlab.data.registry import DATASETS, DETECTION_DATASETS, build_dataset, list_datasets
 from fcnlab.data.shapes import SHAPE_KINDS, Shapes, dominant_class
 from fcnlab.data.stats import (
+    BoxCounter,
+    BoxCounts,
     ClassFrequencies,
     FrequencyCounter,
     class_frequencies,
@@ -28,6 +30,8 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "SHAPE_KINDS",
+    "BoxCounter",
+    "BoxCounts",
     "ClassFrequencies",
     "Compose",
     "DetectionDataset",

@@ -1,8 +1,9 @@
-"""Class pixel statistics of a data set, and SegNet's median-frequency class balancing."""
+"""Class pixel statistics of a data set, SegNet's median-frequency class balancing, and box
+counts per class for detection."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,63 @@ class FrequencyCounter:
             self.ignored,
             self.total,
         )
+
+
+@dataclass
+class BoxCounts:
+    """Boxes per class (K,), as collected by ``BoxCounter``: boxes of class c, images with at
+    least one, and how many of its boxes are crowd regions (COCO) or difficult (VOC);
+    ``empty_images`` of ``total_images`` hold no box at all."""
+
+    classes: tuple[str, ...]
+    boxes: torch.Tensor
+    images: torch.Tensor
+    crowd: torch.Tensor
+    difficult: torch.Tensor
+    empty_images: int = 0
+    total_images: int = 0
+
+    @property
+    def share(self) -> torch.Tensor:
+        """Each class's share of all boxes."""
+        return self.boxes.double() / max(int(self.boxes.sum()), 1)
+
+
+@dataclass
+class BoxCounter:
+    """Accumulates ``BoxCounts`` one detection target at a time (``update``)."""
+
+    classes: tuple[str, ...]
+    counts: BoxCounts = field(init=False)
+
+    def __post_init__(self) -> None:
+        zeros = [torch.zeros(len(self.classes), dtype=torch.int64) for _ in range(4)]
+        self.counts = BoxCounts(self.classes, *zeros)
+
+    def update(self, target: Mapping[str, Any], name: str = "target") -> None:
+        """Count one target's ``labels`` (and its ``iscrowd`` / ``difficult`` flags, where it has
+        them); labels outside 0..K-1 raise ValueError naming ``name``."""
+        k = len(self.classes)
+        labels = torch.as_tensor(target["labels"]).long().reshape(-1)
+        bad = labels[(labels < 0) | (labels >= k)]
+        if bad.numel():
+            found = ", ".join(map(str, bad.unique()[:10].tolist()))
+            raise ValueError(f"{name} has labels {found}, outside classes 0..{k - 1}")
+        counts = self.counts
+        boxes = torch.bincount(labels, minlength=k)
+        counts.boxes += boxes
+        counts.images += boxes > 0
+        for key, total in (("iscrowd", counts.crowd), ("difficult", counts.difficult)):
+            flags = torch.as_tensor(target.get(key, torch.zeros_like(labels))).bool().reshape(-1)
+            total += torch.bincount(labels[flags], minlength=k)
+        counts.empty_images += int(labels.numel() == 0)
+        counts.total_images += 1
+
+    def result(self) -> BoxCounts:
+        """The counts so far."""
+        c = self.counts
+        tensors = (c.boxes.clone(), c.images.clone(), c.crowd.clone(), c.difficult.clone())
+        return BoxCounts(c.classes, *tensors, c.empty_images, c.total_images)
 
 
 def class_frequencies(
