@@ -9,7 +9,9 @@ import torch
 
 from fcnlab.detection_eval import (
     COCO_METRICS,
+    RECALL_POINTS,
     average_precision,
+    coco_evaluate,
     coco_map,
     detections_to_coco,
     to_coco,
@@ -101,6 +103,45 @@ def test_coco_partial_case_hand_worked() -> None:
     assert stats["AP"] == pytest.approx(0.3) and stats["AP50"] == pytest.approx(1.0)
     assert stats["AP75"] == 0.0
     assert stats["APl"] == pytest.approx(0.3)  # 100 x 100 > 96^2: a large object
+
+
+def test_coco_evaluate_per_class_ap_and_precision_recall_curves() -> None:
+    records = [
+        {
+            "boxes": torch.tensor([[0.0, 0.0, 100.0, 100.0], [200.0, 0.0, 300.0, 100.0]]),
+            "labels": torch.tensor([0, 0]),
+        },
+        {"boxes": torch.tensor([[0.0, 0.0, 100.0, 100.0]]), "labels": torch.tensor([1])},
+    ]
+    detections = [
+        found([[0.0, 0.0, 100.0, 100.0], [400.0, 0.0, 450.0, 50.0]], [0.9, 0.8], [0, 0]),
+        found([[0.0, 0.0, 100.0, 62.0]], [0.9], [1]),
+    ]
+    evaluation = coco_evaluate(records, detections, ["disk", "square", "ring"])
+    # Class 0 as in the hand-worked case above (51/101 at every IoU); class 1 at IoU 0.62 is a
+    # hit at 3 of 10 thresholds; class 2 has no ground truth.
+    ap, ap50 = evaluation.class_ap(), evaluation.class_ap(0.5)
+    assert ap[:2] == pytest.approx([51 / 101, 0.3]) and math.isnan(ap[2])
+    assert ap50[:2] == pytest.approx([51 / 101, 1.0]) and math.isnan(ap50[2])
+    assert evaluation.class_ap(0.75)[:2] == pytest.approx([51 / 101, 0.0])
+    assert evaluation.stats["AP"] == pytest.approx((51 / 101 + 0.3) / 2)  # COCO's class mean
+    curves = evaluation.pr_curves(0.5)
+    assert curves.shape == (len(RECALL_POINTS), 3)
+    np.testing.assert_allclose(curves[:, 0], (RECALL_POINTS <= 0.5).astype(float), atol=1e-12)
+    np.testing.assert_allclose(curves[:, 1], np.ones(101), atol=1e-12)
+    assert np.isnan(curves[:, 2]).all()
+    with pytest.raises(ValueError, match=r"IoU threshold 0\.52 is not one of COCO's"):
+        evaluation.pr_curves(0.52)
+    lines = evaluation.summary.splitlines()
+    assert len(lines) == 12 and lines[-1].startswith(" Average Recall     (AR) @[ IoU=0.50:0.95")
+    assert lines[3].endswith("= -1.000")  # APs: no small object, NaN in the stats
+    assert math.isnan(evaluation.stats["APs"])
+
+
+def test_to_coco_rejects_a_repeated_image_id() -> None:
+    record = {"image_id": 4, "boxes": torch.zeros(0, 4), "labels": torch.zeros(0)}
+    with pytest.raises(ValueError, match="image id 4 appears twice \\(records 0 and 1\\)"):
+        to_coco([record, record], 1)
 
 
 def test_coco_crowd_regions_and_no_detections() -> None:

@@ -18,6 +18,7 @@ import contextlib
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,9 @@ COCO_METRICS = (
     "ARm",
     "ARl",
 )
+# COCOeval's default bounding-box parameters: the IoU thresholds and recall points it averages.
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
 def _field(record: Mapping[str, Any], key: str, count: int) -> torch.Tensor:
@@ -63,8 +67,15 @@ def to_coco(
     """
     names = [str(k) for k in range(categories)] if isinstance(categories, int) else categories
     images, annotations = [], []
+    seen: dict[int, int] = {}
     for index, record in enumerate(records):
         image_id = _image_id(record, index)
+        if image_id in seen:
+            raise ValueError(
+                f"image id {image_id} appears twice (records {seen[image_id]} and {index}); "
+                "COCOeval needs one record per image"
+            )
+        seen[image_id] = index
         image = {"id": image_id}
         image.update({k: int(record[k]) for k in ("height", "width") if k in record})
         images.append(image)
@@ -123,15 +134,47 @@ def detections_to_coco(
     return results
 
 
-def coco_map(
+@dataclass
+class CocoEvaluation:
+    """What ``COCOeval`` measured on one set of detections.
+
+    ``precision`` is COCOeval's (T, R, K, A, M) array -- IoU thresholds 0.50:0.05:0.95, the 101
+    recall points ``RECALL_POINTS``, classes, areas (all, small, medium, large), max detections
+    (1, 10, 100) -- with NaN where COCOeval writes -1 (nothing to measure). ``summary`` is
+    pycocotools' own 12-line text.
+    """
+
+    stats: dict[str, float]
+    precision: np.ndarray
+    summary: str
+
+    def class_ap(self, iou: float | None = None) -> list[float]:
+        """AP per class (area "all", 100 detections): averaged over the ten IoU thresholds, or
+        at the one ``iou`` (e.g. 0.5); NaN for a class without ground truth. The mean over the
+        measured classes is ``stats["AP"]`` (``stats["AP50"]`` at 0.5), as COCOeval averages."""
+        scores = self.precision[..., 0, -1] if iou is None else self.pr_curves(iou)[None]
+        counted = ~np.isnan(scores)
+        sums = np.where(counted, scores, 0.0).sum(axis=(0, 1))
+        with np.errstate(invalid="ignore"):
+            return (sums / counted.sum(axis=(0, 1))).tolist()
+
+    def pr_curves(self, iou: float = 0.5) -> np.ndarray:
+        """(R, K) interpolated precision at the recall points ``RECALL_POINTS``, per class, at
+        IoU threshold ``iou`` (area "all", 100 detections); NaN columns: no ground truth."""
+        index = np.flatnonzero(np.isclose(IOU_THRESHOLDS, iou))
+        if len(index) != 1:
+            raise ValueError(f"IoU threshold {iou} is not one of COCO's {IOU_THRESHOLDS.tolist()}")
+        return self.precision[index[0], :, :, 0, -1]
+
+
+def coco_evaluate(
     records: Sequence[Mapping[str, Any]],
     detections: Sequence[Mapping[str, torch.Tensor]],
     categories: int | Sequence[str],
-) -> dict[str, float]:
-    """COCOeval's 12-number bounding-box summary: AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l.
+) -> CocoEvaluation:
+    """Run pycocotools' ``COCOeval`` (bounding boxes) on ``detections`` against ``records``.
 
-    AP averages over IoU 0.50:0.95 and 101 recall points; a number without ground truth to
-    measure (say APs when no object is small) is NaN, where COCOeval prints -1.
+    Crowd (and VOC difficult) ground truth is ignored the way COCOeval ignores crowd regions.
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -141,6 +184,7 @@ def coco_map(
     for k, result in enumerate(results):
         w, h = result["bbox"][2:]
         result.update(id=k + 1, area=w * h, iscrowd=0)
+    summary = io.StringIO()
     with contextlib.redirect_stdout(io.StringIO()):
         ground_truth, found = COCO(), COCO()
         ground_truth.dataset = gt
@@ -151,11 +195,30 @@ def coco_map(
         evaluator = COCOeval(ground_truth, found, iouType="bbox")
         evaluator.evaluate()
         evaluator.accumulate()
+    with contextlib.redirect_stdout(summary):
         evaluator.summarize()
-    return {
-        name: (math.nan if value < 0 else float(value))
-        for name, value in zip(COCO_METRICS, evaluator.stats, strict=True)
-    }
+    precision = np.asarray(evaluator.eval["precision"], dtype=np.float64)
+    return CocoEvaluation(
+        stats={
+            name: (math.nan if value < 0 else float(value))
+            for name, value in zip(COCO_METRICS, evaluator.stats, strict=True)
+        },
+        precision=np.where(precision < 0, np.nan, precision),
+        summary=summary.getvalue().rstrip("\n"),
+    )
+
+
+def coco_map(
+    records: Sequence[Mapping[str, Any]],
+    detections: Sequence[Mapping[str, torch.Tensor]],
+    categories: int | Sequence[str],
+) -> dict[str, float]:
+    """COCOeval's 12-number bounding-box summary: AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l.
+
+    AP averages over IoU 0.50:0.95 and 101 recall points; a number without ground truth to
+    measure (say APs when no object is small) is NaN, where COCOeval prints -1.
+    """
+    return coco_evaluate(records, detections, categories).stats
 
 
 def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:

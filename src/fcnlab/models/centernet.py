@@ -138,6 +138,8 @@ def heatmap_peaks(
 class CenterNet(nn.Module):
     """Encoder -> ``CenterNetDecoder`` -> ``CenterNetHead``; ``forward`` returns raw head maps."""
 
+    task = "detection"
+
     def __init__(
         self,
         encoder: nn.Module,

@@ -161,6 +161,8 @@ def ltrb_to_boxes(points: torch.Tensor, ltrb: torch.Tensor) -> torch.Tensor:
 class FCOS(nn.Module):
     """Encoder -> ``FPN`` (``decoder``) -> ``FCOSHead``; ``forward`` returns raw head outputs."""
 
+    task = "detection"
+
     def __init__(
         self,
         encoder: nn.Module,

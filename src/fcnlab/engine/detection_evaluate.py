@@ -1,0 +1,204 @@
+"""Detection evaluation: run a detector over a loader and score it with COCOeval.
+
+Detections and ground truth are mapped back to each image's size as stored on disk
+(``orig_size``) before ``fcnlab.detection_eval.coco_evaluate``, so COCO's small/medium/large
+areas refer to the image as stored, whatever the transforms resized it to.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from fcnlab.detection_eval import COCO_METRICS, coco_evaluate
+from fcnlab.engine.distributed import DistInfo, all_gather_objects
+from fcnlab.engine.evaluate import autocast
+from fcnlab.metrics import json_safe
+
+
+@dataclass
+class DetectionEvalResult:
+    """COCO scores of one evaluation: the 12 ``COCO_METRICS`` and AP per class.
+
+    NaN marks a number without ground truth to measure (COCOeval's -1), and the AP of a class
+    without ground-truth objects. ``extra`` is not serialised: ``"evaluation"`` holds the
+    :class:`fcnlab.detection_eval.CocoEvaluation` (precision array, pycocotools' summary text).
+    """
+
+    stats: dict[str, float]
+    per_class_ap: list[float]
+    per_class_ap50: list[float]
+    num_images: int = 0
+    stage: int = 0
+    epoch: int = 0
+    step: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        """The number that picks the best checkpoint: COCO AP (IoU 0.50:0.95)."""
+        return self.stats["AP"]
+
+    @property
+    def metric_name(self) -> str:
+        """The name of :attr:`score`."""
+        return "AP"
+
+    def record(self) -> dict[str, Any]:
+        """A JSON-safe ``metrics.jsonl`` line (NaN as null), the stats at the top level."""
+        record: dict[str, Any] = {
+            "kind": "eval",
+            "task": "detection",
+            "stage": self.stage,
+            "epoch": self.epoch,
+            "step": self.step,
+            "num_images": self.num_images,
+        }
+        record.update(self.stats)
+        record.update(per_class_ap=self.per_class_ap, per_class_ap50=self.per_class_ap50)
+        return json_safe(record)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> DetectionEvalResult:
+        """The inverse of :meth:`record` (null back to NaN)."""
+        missing = [
+            key for key in (*COCO_METRICS, "per_class_ap", "per_class_ap50") if key not in record
+        ]
+        if missing:
+            raise ValueError(f"detection evaluation record lacks {missing}: {dict(record)}")
+        return cls(
+            stats={key: _nan_for_none(record[key]) for key in COCO_METRICS},
+            per_class_ap=[_nan_for_none(v) for v in record["per_class_ap"]],
+            per_class_ap50=[_nan_for_none(v) for v in record["per_class_ap50"]],
+            num_images=int(record.get("num_images", 0)),
+            stage=record.get("stage", 0),
+            epoch=record.get("epoch", 0),
+            step=record.get("step", 0),
+        )
+
+
+def _nan_for_none(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _dist_info() -> DistInfo:
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size())
+    return DistInfo()
+
+
+@torch.no_grad()
+def detect(
+    model: nn.Module,
+    images: torch.Tensor,
+    amp: str = "off",
+    channels_last: bool = False,
+    score_threshold: float = 0.05,
+    top_k: int = 100,
+) -> list[dict[str, torch.Tensor]]:
+    """``model.decode`` of a batch (N, 3, H, W): per image {"boxes" (K, 4) xyxy in the batch's
+    pixels, "scores", "labels"}, on the CPU in float32; the model's mode is left as it was."""
+    device = next(model.parameters()).device
+    images = images.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast(device, amp):
+        outputs = model(images)
+    # Decoding (sigmoids, box arithmetic) in float32 whatever precision the forward ran in.
+    outputs = {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
+    found = model.decode(
+        outputs, image_size=images.shape[-2:], score_threshold=score_threshold, top_k=top_k
+    )
+    return [
+        {"boxes": d["boxes"].float().cpu(), "scores": d["scores"].float().cpu(),
+         "labels": d["labels"].cpu()}
+        for d in found
+    ]  # fmt: skip
+
+
+def to_original_frame(
+    target: Mapping[str, Any], detections: Mapping[str, torch.Tensor]
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """A ground-truth record and detections in the image's stored frame (``orig_size``).
+
+    Detections are clipped to the transformed image (``image_size``; a batch's padding lies
+    at the bottom/right), then both are scaled by (W0 / W, H0 / H). The record keeps
+    "labels", "iscrowd", "difficult" and "image_id" and gains "height"/"width".
+    """
+    height, width = (int(v) for v in target["image_size"])
+    orig_h, orig_w = (int(v) for v in target.get("orig_size", (height, width)))
+    scale = torch.tensor([orig_w / width, orig_h / height] * 2, dtype=torch.float64)
+    limit = torch.tensor([width, height] * 2, dtype=torch.float64)
+    boxes = torch.as_tensor(target["boxes"], dtype=torch.float64).reshape(-1, 4)
+    record: dict[str, Any] = {
+        key: torch.as_tensor(target[key]).cpu()
+        for key in ("labels", "iscrowd", "difficult")
+        if key in target
+    }
+    record.update(boxes=boxes * scale, height=orig_h, width=orig_w)
+    if "image_id" in target:
+        record["image_id"] = int(target["image_id"])
+    found = torch.as_tensor(detections["boxes"], dtype=torch.float64).reshape(-1, 4)
+    found = found.clamp(min=0).minimum(limit) * scale
+    return record, {
+        "boxes": found,
+        "scores": torch.as_tensor(detections["scores"]),
+        "labels": torch.as_tensor(detections["labels"]),
+    }
+
+
+def evaluate_detection(
+    model: nn.Module,
+    loader: Any,
+    num_classes: int,
+    amp: str = "off",
+    channels_last: bool = False,
+    score_threshold: float = 0.05,
+    top_k: int = 100,
+    class_names: Sequence[str] | None = None,
+) -> DetectionEvalResult:
+    """Score a detector on ``loader`` (batches ``(images (N, 3, H, W), targets)`` from
+    ``fcnlab.data.detection_collate``) with COCOeval in each image's stored frame.
+
+    ``model.decode`` keeps up to ``top_k`` detections per image scoring at least
+    ``score_threshold``. In a distributed run each process passes its share and the records are
+    gathered, so every process returns the scores of the whole set.
+    """
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+    was_training = model.training
+    model.eval()
+    records: list[dict[str, Any]] = []
+    found: list[dict[str, torch.Tensor]] = []
+    try:
+        for images, targets in loader:
+            detections = detect(model, images, amp, channels_last, score_threshold, top_k)
+            if len(detections) != len(targets):
+                raise ValueError(
+                    f"model.decode returned {len(detections)} results for {len(targets)} images"
+                )
+            for target, detection in zip(targets, detections, strict=True):
+                record, mapped = to_original_frame(target, detection)
+                records.append(record)
+                found.append(mapped)
+    finally:
+        model.train(was_training)
+    shares = all_gather_objects((records, found), _dist_info())
+    records = [record for share, _ in shares for record in share]
+    found = [detection for _, share in shares for detection in share]
+    if not records:
+        raise ValueError("cannot evaluate a detector on an empty loader (no images)")
+    evaluation = coco_evaluate(records, found, list(class_names) if class_names else num_classes)
+    return DetectionEvalResult(
+        stats=evaluation.stats,
+        per_class_ap=evaluation.class_ap(),
+        per_class_ap50=evaluation.class_ap(0.5),
+        num_images=len(records),
+        extra={"evaluation": evaluation},
+    )
