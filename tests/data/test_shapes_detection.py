@@ -39,6 +39,9 @@ def test_boxes_are_the_instances_with_zero_based_labels() -> None:
 def test_num_classes_counts_kinds_with_boxes_and_background_with_masks() -> None:
     assert Shapes(2, size=16, num_classes=3, target="boxes").classes == SHAPE_KINDS[:3]
     assert Shapes(2, size=16, num_classes=3).classes == ("background", *SHAPE_KINDS[:2])
+    # palette[c] is class c's colour in both: the kinds keep their mask colours
+    boxes, masks = Shapes(2, num_classes=3, target="boxes"), Shapes(2, num_classes=4)
+    assert (boxes.palette == masks.palette[1:]).all() and boxes.palette.shape == (3, 3)
     assert Shapes(2, size=16, target="mask").task == "segmentation"
     with pytest.raises(ValueError, match=r"num_classes=7 with target='boxes': expected 1\.\.6"):
         Shapes(2, num_classes=7, target="boxes")

@@ -104,6 +104,9 @@ def test_size_mismatch_broken_xml_and_missing_files(voc: Path) -> None:
     rewrite(voc, "2007_000027", OBJECTS["2007_000027"], size=(20, 31))
     with pytest.raises(DataFormatError, match=r"records the image '.*2007_000027\.jpg' as 20x31"):
         VOCDetection(voc, "train")[0]
+    (voc / "Annotations" / "2007_000027.xml").write_text("<annotation><object/></annotation>")
+    with pytest.raises(DataFormatError, match=r"xml: the annotation has no <size/height>"):
+        VOCDetection(voc, "train")[0]
     (voc / "Annotations" / "2007_000027.xml").write_text("<annotation><size>")
     with pytest.raises(DataFormatError, match=r"2007_000027\.xml: is not valid XML"):
         VOCDetection(voc, "train")[0]

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -73,7 +74,7 @@ def select_boxes(target: Mapping[str, Any], keep: torch.Tensor) -> Target:
 
 
 def check_boxes(
-    boxes: torch.Tensor, size: tuple[int, int], file: str | object, names: Sequence[str]
+    boxes: torch.Tensor, size: tuple[int, int], file: str | Path, names: Sequence[str]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Check xyxy ``boxes`` (M, 4) against an image of ``size`` (H, W).
 

@@ -198,7 +198,8 @@ class Shapes(Dataset):
         self.noise = noise
         self.kinds = SHAPE_KINDS[: num_classes - background]
         self.classes = self.kinds if target == "boxes" else ("background", *self.kinds)
-        self.palette = SHAPES_PALETTE[: len(self.kinds) + 1].copy()
+        # palette[c] is the colour of class c, so boxes drop the background's black
+        self.palette = SHAPES_PALETTE[1 - background : len(self.kinds) + 1].copy()
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, list[int]]] | None = (
             {} if cache else None
         )

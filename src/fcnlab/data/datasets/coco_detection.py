@@ -68,7 +68,9 @@ class COCODetection(COCOImages, DetectionDataset):
             crowd.append(int(bool(annotation.get("iscrowd", 0))))
             names.append(f"{where}, bbox [{x:g}, {y:g}, {w:g}, {h:g}]")
         size = (record["height"], record["width"])
-        clipped, keep = check_boxes(torch.tensor(boxes).reshape(-1, 4), size, path, names)
+        clipped, keep = check_boxes(
+            torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4), size, path, names
+        )
         return select_boxes(make_target(clipped, labels, image_id, size, iscrowd=crowd), keep)
 
 

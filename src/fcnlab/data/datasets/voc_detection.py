@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ class VOCDetection(DetectionDataset):
         self,
         root: str | Path,
         split: str = "train",
-        transforms: Any = None,
+        transforms: Callable[..., Any] | None = None,
         keep_difficult: bool = True,
         skip_invalid: bool = False,
     ) -> None:
@@ -65,7 +66,7 @@ class VOCDetection(DetectionDataset):
         path = self.samples[index][1]
         root = parse_xml(path)
         height, width = (
-            int(_number(root, f"size/{tag}", path, "it")) for tag in ("height", "width")
+            int(_number(root, f"size/{tag}", path, "the annotation")) for tag in ("height", "width")
         )
         objects = root.findall("object")
         boxes, labels, difficult, names = [], [], [], []
@@ -87,7 +88,7 @@ class VOCDetection(DetectionDataset):
                 f"{where} ({name!r}, xmin {xmin:g} ymin {ymin:g} xmax {xmax:g} ymax {ymax:g})"
             )
         clipped, keep = check_boxes(
-            torch.tensor(boxes).reshape(-1, 4), (height, width), path, names
+            torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4), (height, width), path, names
         )
         target = make_target(clipped, labels, index, (height, width), difficult=difficult)
         if not self.keep_difficult:
