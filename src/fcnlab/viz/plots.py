@@ -23,6 +23,9 @@ from matplotlib.patches import Patch
 IGNORE_COLOR = (255, 255, 255)
 ArrayLike = np.ndarray | torch.Tensor | Sequence[Any]
 Boundaries = Sequence[int] | Sequence[tuple[int, str]] | None
+# The scores plot_curves draws per evaluation, by the keys an evaluation record has.
+SEGMENTATION_EVAL_KEYS = ("mean_iou", "pixel_accuracy")
+DETECTION_EVAL_KEYS = ("AP", "AP50")
 
 
 def _numpy(value: ArrayLike) -> np.ndarray:
@@ -126,13 +129,15 @@ def _stage_boundaries(records: Sequence[Mapping[str, Any]]) -> list[tuple[int, s
 def plot_curves(
     records: Sequence[Mapping[str, Any]], stage_boundaries: Boundaries = None
 ) -> Figure:
-    """Loss and learning rate per step, mIoU and pixel accuracy per evaluation.
+    """Loss and learning rate per step; mIoU and pixel accuracy, or COCO AP and AP50, per
+    evaluation.
 
     ``records`` are metrics.jsonl-style dicts with a ``"step"``; those with ``"loss"`` (and
-    ``"lr"``) are training points, those with ``"mean_iou"`` / ``"pixel_accuracy"`` evaluation
-    points. ``stage_boundaries`` are steps, or (step, label) pairs, where a stage starts; by
-    default they are read from the records' ``"stage"`` values (names, or 0-based indices
-    labelled "stage 1", "stage 2", ...). Each is a dashed vertical line.
+    ``"lr"``) are training points, those with ``"mean_iou"`` / ``"pixel_accuracy"``
+    (segmentation) or ``"AP"`` / ``"AP50"`` (detection) evaluation points.
+    ``stage_boundaries`` are steps, or (step, label) pairs, where a stage starts; by default
+    they are read from the records' ``"stage"`` values (names, or 0-based indices labelled
+    "stage 1", "stage 2", ...). Each is a dashed vertical line.
     """
     for index, record in enumerate(records):
         if "step" not in record:
@@ -148,7 +153,7 @@ def plot_curves(
     panels = [
         (loss_ax, ["loss"], "loss"),
         (lr_ax, ["lr"], "learning rate"),
-        (eval_ax, ["mean_iou", "pixel_accuracy"], "evaluation"),
+        (eval_ax, _eval_keys(records), "evaluation"),
     ]
     for ax, keys, title in panels:
         for key in keys:
@@ -174,6 +179,13 @@ def plot_curves(
                 )
     eval_ax.set_xlabel("step")
     return fig
+
+
+def _eval_keys(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The evaluation scores to plot: the detection keys when the records have them."""
+    if any(key in record for record in records for key in DETECTION_EVAL_KEYS):
+        return list(DETECTION_EVAL_KEYS)
+    return list(SEGMENTATION_EVAL_KEYS)
 
 
 def _is_number(value: Any) -> bool:

@@ -1,0 +1,75 @@
+"""A detection run's pictures: ground truth beside predictions, precision-recall curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+from torch.utils.data import Dataset
+
+from fcnlab.config import TransformConfig
+from fcnlab.detection_eval import RECALL_POINTS
+from fcnlab.engine.detection_evaluate import DetectionEvalResult, detect
+from fcnlab.engine.report import class_names
+from fcnlab.viz.detection import default_palette, plot_detections, plot_pr_curves
+from fcnlab.viz.plots import save_figure
+
+
+def detection_palette(dataset: Dataset, num_classes: int) -> np.ndarray:
+    """``dataset.palette`` when it has one colour per object class, else the default colours."""
+    palette = getattr(dataset, "palette", None)
+    if palette is not None and len(palette) == num_classes:
+        return np.asarray(palette, dtype=np.uint8)
+    return default_palette(num_classes)
+
+
+def write_detection_pictures(
+    model: nn.Module,
+    dataset: Dataset,
+    count: int,
+    transforms: TransformConfig,
+    path: Path,
+    amp: str = "off",
+    score_threshold: float = 0.3,
+) -> Path | None:
+    """``detections.png``: ground truth | prediction (detections scoring at least
+    ``score_threshold``) for the first ``count`` images of ``dataset``, as the model sees them."""
+    count = min(count, len(dataset))  # type: ignore[arg-type]
+    if count == 0:
+        return None
+    samples = [dataset[i] for i in range(count)]
+    was_training = model.training
+    model.eval()
+    try:
+        found = [detect(model, image[None], amp, score_threshold=score_threshold)[0]
+                 for image, _ in samples]  # fmt: skip
+    finally:
+        model.train(was_training)
+    num_classes = int(getattr(model, "num_classes", len(getattr(dataset, "classes", ()))))
+    mean, std = (transforms.mean, transforms.std) if transforms.normalize else (None, None)
+    figure = plot_detections(
+        [image for image, _ in samples],
+        [target for _, target in samples],
+        found,
+        class_names(dataset, num_classes),
+        detection_palette(dataset, num_classes),
+        mean,
+        std,
+    )
+    return save_figure(figure, path)
+
+
+def write_pr_curves(
+    result: DetectionEvalResult, names: list[str], path: Path, palette: np.ndarray | None = None
+) -> Path:
+    """``pr_curve.png``: precision-recall per class at IoU 0.5 and the class mean, from
+    COCOeval's precision array (``result.extra["evaluation"]``)."""
+    evaluation = result.extra.get("evaluation")
+    if evaluation is None:
+        raise ValueError(
+            "this detection result has no COCOeval precision array (results read back from a "
+            "record have none); evaluate again to plot precision-recall curves"
+        )
+    figure = plot_pr_curves(evaluation.pr_curves(0.5), names, RECALL_POINTS, 0.5, palette)
+    return save_figure(figure, path)
