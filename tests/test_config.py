@@ -82,6 +82,14 @@ def test_validate_checks_configs_built_in_code() -> None:
         validate(config)
 
 
+def test_unquoted_off_means_off_not_false(tmp_path: Path) -> None:
+    path = tmp_path / "amp.yaml"
+    path.write_text("train:\n  amp: off\n")
+    assert load_config(path).train.amp == "off"
+    assert load_config(path, ["train.amp=bf16"]).train.amp == "bf16"
+    assert load_config(path, ["train.amp=off"]).train.amp == "off"
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_shipped_configs_load(path: Path) -> None:
     config = load_config(path)

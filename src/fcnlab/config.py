@@ -254,6 +254,9 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
                 continue
         raise bad
     if origin is Literal:
+        # YAML 1.1 (PyYAML) reads an unquoted off/on as a boolean: `amp: off` means "off".
+        if isinstance(value, bool) and (spelled := "on" if value else "off") in args:
+            return spelled
         if value in args:
             return value
         raise ConfigError(
