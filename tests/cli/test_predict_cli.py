@@ -3,6 +3,9 @@ and with onnxruntime running an exported file."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -12,8 +15,10 @@ import torch
 from PIL import Image
 
 from fcnlab.cli.main import main
-from fcnlab.config import Config, DataConfig, ModelConfig
+from fcnlab.config import Config, DataConfig, ModelConfig, config_to_dict
+from fcnlab.data.transforms import normalize
 from fcnlab.engine.build import build_model_from_config
+from fcnlab.engine.checkpoint import save_checkpoint
 from fcnlab.export import export_safetensors
 from fcnlab.inference import Predictor, metadata_from_config, parse_tta
 
@@ -151,3 +156,74 @@ def test_predict_errors_are_one_line(
         assert main([*base, *extra]) == 1
         err = " ".join(capsys.readouterr().err.split())
         assert message in err and "Traceback" not in err
+
+
+def tiny_detector(folder: Path) -> tuple[Path, torch.nn.Module]:
+    """A CenterNet checkpoint in the engine's format for Shapes' disks and squares, untrained but
+    with boxes to draw: every box 4 x 4 cells (16 px), heatmap peaks near 0.5."""
+    config = Config(
+        model=ModelConfig(
+            name="centernet", num_classes=2, encoder="vgg16",
+            options={"encoder_options": {"width": 0.0625}, "decoder_channels": [8, 8, 8],
+                     "head_channels": 8},
+        ),
+        data=DataConfig(name="shapes", options={"num_classes": 2, "num_images": 2}),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model_from_config(config.model)
+    torch.nn.init.zeros_(model.head.heatmap[-1].bias)
+    for branch, value in ((model.head.size, 4.0), (model.head.offset, 0.5)):
+        torch.nn.init.zeros_(branch[-1].weight)
+        torch.nn.init.constant_(branch[-1].bias, value)
+    payload = {"model": model.state_dict(), "config": config_to_dict(config)}
+    return save_checkpoint(folder / "detector.pt", payload), model.eval()
+
+
+def test_predict_with_a_detector_draws_boxes_and_writes_coco_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pycocotools.coco import COCO
+
+    from fcnlab.inference import to_image_tensor
+    from fcnlab.viz.detection import draw_detections
+
+    checkpoint, model = tiny_detector(tmp_path)
+    images = write_images(tmp_path)
+    out = tmp_path / "out"
+    inputs = [str(tmp_path / "in"), str(tmp_path / "photo.jpg")]
+    argv = ["predict", "--checkpoint", str(checkpoint), *inputs, "--out", str(out)]
+    assert main([*argv, "--score-threshold", "0.5"]) == 0
+    assert "wrote 3 pictures with boxes" in capsys.readouterr().out
+    written = json.loads((out / "detections.json").read_text())
+    assert written["categories"] == [{"id": 1, "name": "disk"}, {"id": 2, "name": "square"}]
+    ids = {Path(image["file_name"]).stem: image["id"] for image in written["images"]}
+    assert sorted(ids) == sorted(images)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(out / "detections.json"))  # pycocotools reads the file as it is
+    assert len(coco.getAnnIds()) == len(written["annotations"]) > 0
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # the config's normalisation
+    for stem, rgb in images.items():
+        image = to_image_tensor(rgb)
+        with torch.no_grad():
+            found = model.decode(model(normalize(image[None], mean, std)), image.shape[1:])[0]
+        keep = found["scores"] >= 0.5
+        boxes, scores, labels = found["boxes"][keep], found["scores"][keep], found["labels"][keep]
+        entries = [a for a in written["annotations"] if a["image_id"] == ids[stem]]
+        assert len(entries) == len(boxes)
+        for entry, box, score, label in zip(entries, boxes, scores, labels, strict=True):
+            x1, y1, x2, y2 = box.tolist()
+            assert entry["bbox"] == pytest.approx([x1, y1, x2 - x1, y2 - y1], abs=1e-4)
+            assert entry["score"] == pytest.approx(float(score), abs=1e-6)
+            assert entry["category_id"] == int(label) + 1
+        drawn = np.asarray(Image.open(out / f"{stem}_boxes.png"))
+        assert drawn.shape == rgb.shape
+        palette = np.array([[230, 25, 75], [60, 180, 75]], dtype=np.uint8)  # Shapes' colours
+        expected = draw_detections(rgb, boxes, labels, scores, ["disk", "square"], palette)
+        np.testing.assert_array_equal(drawn, np.asarray(expected))
+    cases = [
+        (["--score-threshold", "1.5"], "--score-threshold 1.5 must be in [0, 1]"),
+        (["--window", "32"], "--tta and --window apply to segmentation models"),
+    ]
+    for extra, message in cases:
+        assert main([*argv, *extra]) == 1
+        assert message in " ".join(capsys.readouterr().err.split())

@@ -4,11 +4,19 @@ For each input image ``NAME.ext`` three PNGs at the image's own size go to the o
 ``NAME_mask.png`` (class indices, 8-bit grey; 16-bit past 256 classes), ``NAME_color.png`` (the
 classes' palette colours) and ``NAME_overlay.png`` (the colours blended over the image by
 ``--alpha``). ``--backend onnxruntime`` runs an exported ``.onnx`` file instead of PyTorch.
+
+A detector (a model whose ``task`` is ``"detection"``) draws its boxes, class names and scores
+on each image instead (``NAME_boxes.png``) and writes all detections, those scoring at least
+``--score-threshold``, to ``detections.json`` in COCO's format: "images" (id, file_name,
+height, width), "categories" (id = label + 1, name) and "annotations", COCO result entries
+(image_id, category_id, bbox [x, y, w, h] in pixels, score) with an "id" each, so that
+pycocotools reads the file with ``COCO(path)`` and the list with ``COCO.loadRes``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,8 +25,26 @@ import numpy as np
 import torch
 from PIL import Image
 from rich.console import Console
+from torch import nn
 
-from fcnlab.inference import Predictor, parse_tta, to_image_tensor
+from fcnlab.config import load_config
+from fcnlab.data.transforms import normalize
+from fcnlab.detection_eval import detections_to_coco
+from fcnlab.engine.detection_evaluate import detect
+from fcnlab.engine.tasks import model_task
+from fcnlab.inference import (
+    TTA,
+    ModelMetadata,
+    Predictor,
+    find_config,
+    load_trained,
+    metadata_from_config,
+    parse_tta,
+    resolve_device,
+    to_image_tensor,
+)
+from fcnlab.inference.loading import safetensors_metadata
+from fcnlab.viz.detection import draw_detections
 from fcnlab.viz.plots import colorize, overlay
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -60,7 +86,9 @@ def inference_options(args: argparse.Namespace) -> dict[str, Any]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``predict`` sub-command."""
     parser = subparsers.add_parser(
-        "predict", help="label images of any size: index masks, colour masks and overlays (PNG)"
+        "predict",
+        help="label images of any size: index masks, colour masks and overlays (PNG); "
+        "detectors: boxes drawn on the images and COCO-format detections.json",
     )
     parser.add_argument(
         "--checkpoint",
@@ -74,6 +102,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--config", default=None, help="the run's config, if the weights lack one")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.3,
+        help="detectors: keep boxes scoring at least this (default 0.3; COCO evaluation uses 0.05)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     add_inference_arguments(parser)
     parser.set_defaults(run=run)
@@ -127,10 +161,67 @@ def write_prediction(
     return paths
 
 
+def detection_metadata(path: str | Path, config: str | Path | None) -> ModelMetadata:
+    """A detector's metadata: embedded in exported weights, else from its config with the data
+    set built for detection, so the names and colours are its object classes (no background)."""
+    if config is None and Path(path).suffix == ".safetensors":
+        embedded = safetensors_metadata(path)
+        if embedded is not None:
+            return embedded
+    found = load_config(config) if config is not None else find_config(path)
+    found.data.options = {**found.data.options, "task": "detection"}
+    return metadata_from_config(found)
+
+
+def write_detections(
+    model: nn.Module,
+    metadata: ModelMetadata,
+    images: list[Path],
+    out: Path,
+    device: torch.device,
+    score_threshold: float,
+    console: Console,
+) -> Path:
+    """Draw each image's boxes (``NAME_boxes.png``) and write all detections as COCO-format
+    results (``detections.json``); return the JSON's path."""
+    model.to(device).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    palette = metadata.palette_array()
+    entries, listed = [], []
+    for image_id, path in enumerate(images):
+        image = to_image_tensor(path)
+        batch = normalize(image[None], metadata.mean, metadata.std)
+        found = detect(model, batch, score_threshold=score_threshold)[0]
+        drawn = draw_detections(
+            image, found["boxes"], found["labels"], found["scores"], metadata.classes, palette
+        )
+        drawn.save(out / f"{path.stem}_boxes.png")
+        listed.append(
+            {"id": image_id, "file_name": str(path), "height": image.shape[1],
+             "width": image.shape[2]}
+        )  # fmt: skip
+        entries += detections_to_coco([found], [image_id])
+        console.print(
+            f"{path} -> {out / path.stem}_boxes.png ({len(found['scores'])} boxes)", markup=False
+        )
+    for k, entry in enumerate(entries):
+        entry["id"] = k + 1
+    results = {
+        "images": listed,
+        "categories": [{"id": k + 1, "name": name} for k, name in enumerate(metadata.classes)],
+        "annotations": entries,
+    }
+    path = out / "detections.json"
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
-    """Load the model once, then label every input image."""
+    """Load the model once, then label every input image (or find its objects)."""
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha {args.alpha} must be in [0, 1]")
+    if not 0.0 <= args.score_threshold <= 1.0:
+        raise ValueError(f"--score-threshold {args.score_threshold} must be in [0, 1]")
     is_onnx = Path(args.checkpoint).suffix == ".onnx"
     if is_onnx != (args.backend == "onnxruntime"):
         raise ValueError(
@@ -138,14 +229,32 @@ def run(args: argparse.Namespace) -> int:
             "files (from `fcnlab export --format onnx`), torch runs .pt and .safetensors"
         )
     images = collect_images(args.inputs)
-    predictor = Predictor(
-        args.checkpoint, args.device, config=args.config, **inference_options(args)
-    )
-    assert predictor.metadata is not None
-    palette = predictor.metadata.palette_array()
+    options = inference_options(args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     console = Console(highlight=False)
+    if is_onnx:
+        predictor = Predictor(args.checkpoint, args.device, config=args.config, **options)
+    else:
+        model, metadata = load_trained(args.checkpoint, args.config)
+        if model_task(model) == "detection":
+            if options["window"] is not None or options["tta"] != TTA():
+                raise ValueError(
+                    f"--tta and --window apply to segmentation models; {args.checkpoint!r} "
+                    "holds a detector"
+                )
+            metadata = detection_metadata(args.checkpoint, args.config)
+            device = resolve_device(args.device)
+            written = write_detections(
+                model, metadata, images, out, device, args.score_threshold, console
+            )
+            console.print(
+                f"wrote {len(images)} pictures with boxes and {written} to {out}", markup=False
+            )
+            return 0
+        predictor = Predictor(model, args.device, metadata=metadata, **options)
+    assert predictor.metadata is not None
+    out.mkdir(parents=True, exist_ok=True)
+    palette = predictor.metadata.palette_array()
     for path in images:
         image = to_image_tensor(path)
         prediction = predictor.predict(image)
