@@ -9,7 +9,9 @@ Ground truth comes as one record per image, the detectors' target dicts with opt
 and detections as the detectors' ``decode`` output, one dict per image in the same order:
 ``{"boxes": (K, 4) xyxy, "scores": (K,), "labels": (K,)}``. ``to_coco`` converts any data set's
 records (COCO's own, VOC, Shapes) to COCO's annotation format on the fly, so one evaluator
-serves them all.
+serves them all: ``coco_evaluate`` keeps what ``COCOeval`` measured (its precision array, for AP
+per class and precision-recall curves, and pycocotools' printed summary), ``coco_map`` its 12
+numbers.
 """
 
 from __future__ import annotations

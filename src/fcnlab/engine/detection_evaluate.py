@@ -71,7 +71,9 @@ class DetectionEvalResult:
             key for key in (*COCO_METRICS, "per_class_ap", "per_class_ap50") if key not in record
         ]
         if missing:
-            raise ValueError(f"detection evaluation record lacks {missing}: {dict(record)}")
+            raise ValueError(
+                f"detection evaluation record lacks {missing} (it has {sorted(record)})"
+            )
         return cls(
             stats={key: _nan_for_none(record[key]) for key in COCO_METRICS},
             per_class_ap=[_nan_for_none(v) for v in record["per_class_ap"]],
