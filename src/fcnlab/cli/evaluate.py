@@ -67,7 +67,7 @@ def results_table(result: EvalResult, names: list[str]) -> Table:
 
 def detection_table(result: DetectionEvalResult, names: list[str]) -> Table:
     """COCO AP (IoU 0.50:0.95) and AP50 per class, then over the classes, in percent."""
-    table = Table(title="detection evaluation (COCO)")
+    table = Table(title="COCO AP per class")
     for column in ("class", "AP", "AP50"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, ap, ap50 in zip(names, result.per_class_ap, result.per_class_ap50, strict=True):

@@ -205,5 +205,5 @@ def plot_pr_curves(
     ax.set_title(f"precision-recall at IoU {iou:g} (area under the curve: AP{round(100 * iou)})")
     ax.grid(alpha=0.3)
     if measured:
-        ax.legend(loc="lower left", fontsize=7, ncols=1 if len(measured) <= 10 else 2)
+        ax.legend(loc="best", fontsize=7, ncols=1 if len(measured) <= 10 else 2)
     return fig
