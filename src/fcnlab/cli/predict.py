@@ -27,7 +27,6 @@ from PIL import Image
 from rich.console import Console
 from torch import nn
 
-from fcnlab.config import load_config
 from fcnlab.data.transforms import normalize
 from fcnlab.detection_eval import detections_to_coco
 from fcnlab.engine.detection_evaluate import detect
@@ -36,14 +35,11 @@ from fcnlab.inference import (
     TTA,
     ModelMetadata,
     Predictor,
-    find_config,
     load_trained,
-    metadata_from_config,
     parse_tta,
     resolve_device,
     to_image_tensor,
 )
-from fcnlab.inference.loading import safetensors_metadata
 from fcnlab.viz.detection import draw_detections
 from fcnlab.viz.plots import colorize, overlay
 
@@ -161,18 +157,6 @@ def write_prediction(
     return paths
 
 
-def detection_metadata(path: str | Path, config: str | Path | None) -> ModelMetadata:
-    """A detector's metadata: embedded in exported weights, else from its config with the data
-    set built for detection, so the names and colours are its object classes (no background)."""
-    if config is None and Path(path).suffix == ".safetensors":
-        embedded = safetensors_metadata(path)
-        if embedded is not None:
-            return embedded
-    found = load_config(config) if config is not None else find_config(path)
-    found.data.options = {**found.data.options, "task": "detection"}
-    return metadata_from_config(found)
-
-
 def write_detections(
     model: nn.Module,
     metadata: ModelMetadata,
@@ -242,7 +226,6 @@ def run(args: argparse.Namespace) -> int:
                     f"--tta and --window apply to segmentation models; {args.checkpoint!r} "
                     "holds a detector"
                 )
-            metadata = detection_metadata(args.checkpoint, args.config)
             device = resolve_device(args.device)
             written = write_detections(
                 model, metadata, images, out, device, args.score_threshold, console

@@ -97,15 +97,16 @@ def dataset_labels(config: Config) -> tuple[list[str], list[list[int]]] | None:
     """Class names and palette of the config's validation set, or None when it cannot be built
     here (its files are elsewhere) or does not match ``model.num_classes``."""
     from fcnlab.data import build_dataset
+    from fcnlab.models import model_task
 
     data = config.data
+    options = {**data.options, **data.val_options}
     try:
+        # A detector's classes are the data set's object classes (no background).
+        if model_task(config.model.name) == "detection":
+            options["task"] = "detection"
         dataset = build_dataset(
-            data.name,
-            root=data.root,
-            split=data.val_split,
-            transforms=None,
-            **{**data.options, **data.val_options},
+            data.name, root=data.root, split=data.val_split, transforms=None, **options
         )
     except Exception as error:  # any data set error: the labels fall back to numbers
         logger.info("no class names from data set %r: %s", data.name, error)

@@ -21,6 +21,7 @@ from fcnlab.models.registry import (
     build_model,
     list_encoders,
     list_models,
+    model_task,
 )
 from fcnlab.models.weights import load_weights, read_state_dict
 
@@ -43,6 +44,7 @@ __all__ = [
     "list_models",
     "load_darknet_weights",
     "load_weights",
+    "model_task",
     "param_groups",
     "read_state_dict",
     "segnet",

@@ -62,6 +62,16 @@ def make_encoder(
     return build_encoder(encoder or default, weights, **dict(options or {}))
 
 
+def model_task(name: str) -> str:
+    """``"segmentation"`` or ``"detection"``: the ``task`` attribute of the class that model
+    ``name``'s builder is annotated to return, known without building the model."""
+    builder = MODELS.get(name)
+    returned = inspect.get_annotations(builder).get("return")
+    if isinstance(returned, str):  # postponed annotations: the class's name in its module
+        returned = builder.__globals__.get(returned)
+    return getattr(returned, "task", "segmentation")
+
+
 def build_model(
     name: str,
     num_classes: int,
@@ -69,7 +79,8 @@ def build_model(
     encoder_weights: WeightsSource | None = None,
     **options: Any,
 ) -> nn.Module:
-    """Build segmentation model ``name``: logits (N, num_classes, H, W) at the input's size.
+    """Build model ``name``: for segmentation, logits (N, num_classes, H, W) at the input's
+    size; detectors (``model_task(name) == "detection"``) return their head maps.
 
     ``encoder`` is an encoder name (the model's default when None) or a built encoder;
     ``encoder_weights`` a path or state dict loaded into it; ``options`` go to the model's
