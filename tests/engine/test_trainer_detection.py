@@ -114,6 +114,7 @@ def test_detector_trains_by_stages_and_keeps_the_best_ap(tmp_path: Path) -> None
     assert load_checkpoint(result.best_checkpoint)["state"]["step"] == best["step"]
     assert (result.run_dir / "curves.png").is_file()
     assert (result.run_dir / "detections.png").is_file()
+    assert (result.run_dir / "pr_curve.png").is_file()
 
     losses = [r["loss"] for r in read_metrics(result.run_dir) if r["kind"] == "train"]
     assert losses[-1] < losses[0]

@@ -172,10 +172,20 @@ class DetectionTask(Task):
     def write_pictures(
         self, model: nn.Module, val_set: Dataset, last: Any | None, run_dir: Any
     ) -> None:
-        """``detections.png``: ground truth | prediction for the first validation images."""
-        from fcnlab.engine.detection_report import write_detection_pictures
+        """``detections.png``: ground truth | prediction for the first validation images, and
+        ``pr_curve.png`` (precision-recall per class at IoU 0.5) from the last evaluation."""
+        from fcnlab.engine.detection_report import (
+            detection_palette,
+            write_detection_pictures,
+            write_pr_curves,
+        )
+        from fcnlab.engine.report import class_names
 
         config = self.config
+        if last is not None and "evaluation" in last.extra:
+            names = class_names(val_set, config.model.num_classes)
+            palette = detection_palette(val_set, config.model.num_classes)
+            write_pr_curves(last, names, run_dir / "pr_curve.png", palette)
         write_detection_pictures(
             model,
             val_set,

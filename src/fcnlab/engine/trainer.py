@@ -232,6 +232,7 @@ class Trainer:
         self._pending: dict[str, Any] | None = None
         self._stop_signal: str | None = None
         self._images_per_second: list[float] = []
+        self._last_result: Evaluation | None = None
         self.log = RunLog(self.run_dir, self.dist.is_main, config.output.tensorboard)
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -380,6 +381,7 @@ class Trainer:
         result = self.task.evaluate(self.model, self.val_loader)
         result.stage, result.epoch, result.step = index, self.state.data_epoch, self.state.step
         self.state.last_eval_step = self.state.step
+        self._last_result = result
         self.state.evaluations.append(result.record())
         self.log.write(result.record())
         title = f"evaluation at step {result.step} (stage {index + 1}, epoch {result.epoch})"
@@ -530,7 +532,9 @@ class Trainer:
 
         write_curves(read_metrics(self.run_dir), self.run_dir / "curves.png")
         evaluations = self.state.evaluations
-        last = self.task.result_from_record(evaluations[-1]) if evaluations else None
+        last = self._last_result  # in memory, with what a record leaves out (PR curves)
+        if evaluations and (last is None or last.step != evaluations[-1]["step"]):
+            last = self.task.result_from_record(evaluations[-1])
         self.task.write_pictures(self.model, self.val_set, last, self.run_dir)
 
 
