@@ -1,7 +1,9 @@
-"""Pictures: training-run plots (``fcnlab.viz.plots``) and lesson figures (``viz.lesson``)."""
+"""Pictures: training-run plots (``fcnlab.viz.plots``), boxes and precision-recall curves
+(``viz.detection``) and lesson figures (``viz.lesson``)."""
 
 from __future__ import annotations
 
+from fcnlab.viz.detection import draw_detections, plot_detections, plot_pr_curves
 from fcnlab.viz.plots import (
     colorize,
     overlay,
@@ -14,10 +16,13 @@ from fcnlab.viz.plots import (
 
 __all__ = [
     "colorize",
+    "draw_detections",
     "overlay",
     "plot_confusion",
     "plot_curves",
+    "plot_detections",
     "plot_overlays",
+    "plot_pr_curves",
     "save_figure",
     "to_rgb",
 ]
