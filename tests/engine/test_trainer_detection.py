@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 from rich.console import Console
 from tinyseg import tiny_config
 from torch import nn
 from torch.utils.data import Dataset
 
+from fcnlab.config import StageConfig
 from fcnlab.engine import TrainingInterrupted, load_checkpoint, read_metrics, train
 from fcnlab.engine.checkpoint import load_weights
+from fcnlab.engine.distributed import cleanup_distributed
 from fcnlab.engine.trainer import Trainer
 from fcnlab.models.centernet import CenterNet, CenterNetDecoder, CenterNetHead
 
@@ -156,3 +161,76 @@ def test_detection_model_refuses_a_segmentation_loss(tmp_path: Path) -> None:
             loss=nn.CrossEntropyLoss(),
             console=QUIET,
         )
+
+
+def group_norm_centernet() -> CenterNet:
+    """``tiny_centernet`` with every batch norm swapped for group norm, so that splitting a batch
+    across processes changes no statistics (as SyncBatchNorm would on GPUs)."""
+    model = tiny_centernet()
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.BatchNorm2d):
+                setattr(module, child_name, nn.GroupNorm(2, child.num_features))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    return model
+
+
+def ddp_config(root: Path, name: str, batch_size: int) -> Any:
+    config = tiny_config(root, name, batch_size=batch_size)
+    config.model.num_classes = 2
+    config.train.optimizer = "adamw"
+    config.stages = [
+        StageConfig(name="head", iterations=2, encoder="frozen", lr=0.01),
+        StageConfig(name="all", iterations=2, lr=0.01),
+    ]
+    config.eval.every_epochs = 0
+    config.output.plots = False
+    return config
+
+
+def ddp_worker(rank: int, root: str, port: int) -> None:
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    try:
+        train(
+            ddp_config(Path(root), "ddp", batch_size=2),
+            model=group_norm_centernet(),
+            train_set=Boxes(16),
+            val_set=Boxes(6, offset=100, flip=False),
+            console=QUIET,
+        )
+    finally:
+        cleanup_distributed()
+
+
+def test_two_gloo_processes_train_a_detector_like_one_process(tmp_path: Path) -> None:
+    # Every image holds one object, so each process's loss normalisation (per object) equals
+    # the global one and averaging the gradients over processes is exact.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(ddp_worker, args=(str(tmp_path), port), nprocs=2, start_method="fork")
+    torch.manual_seed(0)
+    single = train(
+        ddp_config(tmp_path, "single", batch_size=4),
+        model=group_norm_centernet(),
+        train_set=Boxes(16),
+        val_set=Boxes(6, offset=100, flip=False),
+        console=QUIET,
+    )
+    ddp, one = load_weights(tmp_path / "ddp/final.safetensors"), load_weights(single.final_weights)
+    for key in one:
+        assert torch.allclose(ddp[key], one[key], atol=1e-5), key
+    # COCO AP over 6 images split 3 + 3 across the processes is the one-process AP.
+    evals = [
+        [r for r in read_metrics(tmp_path / name) if r["kind"] == "eval"]
+        for name in ("ddp", "single")
+    ]
+    assert len(evals[0]) == 2
+    for ours, reference in zip(*evals, strict=True):
+        assert ours["AP"] == pytest.approx(reference["AP"], abs=1e-6)
+        assert ours["num_images"] == reference["num_images"] == 6
