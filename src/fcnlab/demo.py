@@ -52,13 +52,17 @@ class DemoPlan:
     width: float = 0.125
     encoder: str = "vgg16_bn"
     classifier_epochs: int = 4
-    classifier_lr: float = 3e-3
-    decoder_epochs: int = 2
-    decoder_lr: float = 3e-3
+    classifier_lr: float = 4e-3
+    classifier_batch_size: int = 32
+    decoder_epochs: int = 1
+    decoder_lr: float = 4e-3
     finetune_epochs: int = 12
-    finetune_lr: float = 3e-3
+    finetune_lr: float = 4e-3
     encoder_lr_mult: float = 0.75
-    batch_size: int = 16
+    # 32 keeps both cores busy; 16 was 15-20% slower per image on 2 CPU threads.
+    batch_size: int = 32
+    # NHWC activations: oneDNN's convolutions are faster in that layout on CPU as well.
+    channels_last: bool = True
     seed: int = 0
     # Milder than Shapes' defaults so that a ~1M-parameter network learns the shapes in minutes.
     shapes_per_image: tuple[int, int] = (1, 2)
@@ -105,7 +109,9 @@ def train_classifier(
         plan.val_images, split="val", target="dominant", transforms=eval_transforms(), **options
     )
     generator = torch.Generator().manual_seed(plan.seed)
-    loader = DataLoader(train_set, plan.batch_size, shuffle=True, generator=generator)
+    if plan.channels_last:
+        model.to(memory_format=torch.channels_last)
+    loader = DataLoader(train_set, plan.classifier_batch_size, shuffle=True, generator=generator)
     optimizer = torch.optim.AdamW(model.parameters(), plan.classifier_lr, weight_decay=1e-4)
     total = plan.classifier_epochs * len(loader)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, plan.classifier_lr, total)
@@ -115,6 +121,8 @@ def train_classifier(
         for epoch in range(plan.classifier_epochs):
             model.train()
             for images, labels in loader:
+                if plan.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
                 loss = F.cross_entropy(model(images), labels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -158,6 +166,7 @@ def segmentation_config(plan: DemoPlan, output_root: str) -> Config:
             schedule="cosine",
             warmup_steps=20,
             batch_size=plan.batch_size,
+            channels_last=plan.channels_last,
             seed=plan.seed,
             log_every=16,
         ),
