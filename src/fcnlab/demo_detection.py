@@ -210,7 +210,9 @@ def run_detection_demo(
         f"[green]detection demo finished in {summary['seconds']:.0f} s.[/green] Look at "
         f"{result.run_dir}/: metrics.json, curves.png, detections.png (ground truth | "
         "prediction), pr_curve.png, detections.json and ground_truth.json (COCO formats), "
-        "config.yaml, checkpoints/ and final.safetensors."
+        "config.yaml, checkpoints/ and final.safetensors. Next: `fcnlab eval -c "
+        f"{result.run_dir}/config.yaml --checkpoint {result.run_dir}/final.safetensors` or "
+        f"`fcnlab predict --checkpoint {result.run_dir}/final.safetensors IMAGES --out OUT`."
     )
     return summary
 
