@@ -11,9 +11,10 @@ last step; the engine's rate is what it measures itself over the same steps (its
 ``--warmup``). Evaluation and checkpoints come after the timed steps.
 
 Every run is a fresh interpreter and the two loops run ``--pairs`` times in alternating order
-(plain first, then engine first, ...): run in one process, whichever loop ran second inherited
-the first one's allocator and page-cache state, and on a shared CPU one run of each is within
-the noise. Overhead = 1 - engine / plain per pair; the table gives the median pair and the range.
+(plain first, then engine first, ...): in one process the second loop inherits the first one's
+malloc heap (on CPU, page faults are a large part of a step), and on a shared CPU a single run of
+each is within the noise. Overhead = 1 - engine / plain per pair; the table gives the median
+pair and the range.
 Peak memory is the growth of the resident set during the run (CPU; reset through
 /proc/self/clear_refs) or ``torch.cuda.max_memory_allocated`` (CUDA).
 """
