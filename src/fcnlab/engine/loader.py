@@ -44,7 +44,10 @@ class SeededSamples(Dataset):
         seed = sample_seed(self.seed, self.epoch, index)
         numpy_state, python_state = np.random.get_state(), random.getstate()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            # The CPU generator only, the one fork_rng restores: torch.manual_seed would also
+            # reseed every CUDA generator for good and, before CUDA is initialised, queue that
+            # call with a formatted stack trace, milliseconds per sample.
+            torch.default_generator.manual_seed(seed)
             np.random.seed(seed % 2**32)
             random.seed(seed)
             try:
