@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -82,8 +82,23 @@ QUICK_PLAN = replace(
 )
 
 
-def shapes_options(plan: DemoPlan) -> dict[str, Any]:
-    """The ``Shapes`` options shared by every step of the demo."""
+class ShapesKnobs(Protocol):
+    """What a demo plan says about its ``Shapes`` images (both demos' plans have these)."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def shapes_per_image(self) -> tuple[int, int]: ...
+    @property
+    def scale(self) -> tuple[float, float]: ...
+    @property
+    def texture(self) -> float: ...
+    @property
+    def seed(self) -> int: ...
+
+
+def shapes_options(plan: ShapesKnobs) -> dict[str, Any]:
+    """The ``Shapes`` options shared by every step of a demo."""
     return {
         "size": plan.size,
         "shapes_per_image": list(plan.shapes_per_image),

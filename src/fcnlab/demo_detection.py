@@ -111,7 +111,7 @@ def detection_config(plan: DetectionPlan, output_root: str, name: str = RUN_NAME
             options={
                 "num_images": plan.train_images,
                 "num_classes": plan.num_classes,
-                **shapes_options(plan),  # type: ignore[arg-type]  # the same Shapes knobs
+                **shapes_options(plan),
             },
             val_options={"num_images": plan.val_images},
             transforms=TransformConfig(crop_size=plan.size, scale_range=[1.0, 1.0], flip=0.5),
