@@ -152,3 +152,20 @@ def test_missing_extra_names_the_install_command() -> None:
 def test_unknown_format_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match="unknown export format 'tflite'; known: onnx, safetensors"):
         export_model(tiny_model("fcn32s"), tiny_metadata("fcn32s"), "tflite", tmp_path / "x")
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_detectors_export_as_safetensors_only(tmp_path: Path, fmt: str) -> None:
+    meta = tiny_metadata("centernet")
+    meta.encoder = "vgg16"
+    model = perturbed(build_model_from_config(meta.model_config()))
+    with pytest.raises(ValueError, match=r"'centernet' is a detector.*--format safetensors"):
+        export_model(model, meta, fmt, tmp_path / "x")
+    path = export_model(model, meta, "safetensors", tmp_path / "centernet.safetensors")
+    loaded, found = load_trained(path)
+    assert found == meta
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected, got = model(images), loaded(images)
+    for key in ("heatmap", "size", "offset"):
+        torch.testing.assert_close(got[key], expected[key])

@@ -181,7 +181,17 @@ def export_formats() -> list[str]:
 def export_model(
     model: nn.Module, metadata: ModelMetadata, fmt: str, path: str | Path, **options: Any
 ) -> Path:
-    """Export ``model`` with ``metadata`` to ``path`` in format ``fmt`` (see ``export_formats``)."""
+    """Export ``model`` with ``metadata`` to ``path`` in format ``fmt`` (see ``export_formats``).
+
+    Detectors export as safetensors only: the ONNX and TorchScript graphs carry one logits map,
+    and a detector's several head maps and its decoding have no exported form yet."""
+    from fcnlab.engine.tasks import model_task
+
+    if fmt != "safetensors" and model_task(model) == "detection":
+        raise ValueError(
+            f"{metadata.name!r} is a detector: it exports as --format safetensors only (ONNX and "
+            "TorchScript exports hold a segmentation model's logits)"
+        )
     return EXPORTERS.build(fmt, model.eval(), metadata, path, **options)
 
 
