@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,10 +43,21 @@ from fcnlab.models.classifier import build_classifier
 
 
 @dataclass(frozen=True)
-class DemoPlan:
-    """Sizes and lengths of the demo; ``QUICK_PLAN`` is the under-a-minute version for tests."""
+class ShapesPlan:
+    """The ``Shapes`` images both demos train on (``fcnlab.data.Shapes`` knobs)."""
 
     size: int = 80
+    seed: int = 0
+    # Milder than Shapes' defaults so that a ~1M-parameter network learns the shapes in minutes.
+    shapes_per_image: tuple[int, int] = (1, 2)
+    scale: tuple[float, float] = (0.25, 0.4)
+    texture: float = 0.5
+
+
+@dataclass(frozen=True)
+class DemoPlan(ShapesPlan):
+    """Sizes and lengths of the demo; ``QUICK_PLAN`` is the under-a-minute version for tests."""
+
     train_images: int = 3072
     val_images: int = 256
     width: float = 0.125
@@ -63,11 +74,6 @@ class DemoPlan:
     batch_size: int = 32
     # NHWC activations: oneDNN's convolutions are faster in that layout on CPU as well.
     channels_last: bool = True
-    seed: int = 0
-    # Milder than Shapes' defaults so that a ~1M-parameter network learns the shapes in minutes.
-    shapes_per_image: tuple[int, int] = (1, 2)
-    scale: tuple[float, float] = (0.25, 0.4)
-    texture: float = 0.5
 
 
 FULL_PLAN = DemoPlan()
@@ -82,22 +88,7 @@ QUICK_PLAN = replace(
 )
 
 
-class ShapesKnobs(Protocol):
-    """What a demo plan says about its ``Shapes`` images (both demos' plans have these)."""
-
-    @property
-    def size(self) -> int: ...
-    @property
-    def shapes_per_image(self) -> tuple[int, int]: ...
-    @property
-    def scale(self) -> tuple[float, float]: ...
-    @property
-    def texture(self) -> float: ...
-    @property
-    def seed(self) -> int: ...
-
-
-def shapes_options(plan: ShapesKnobs) -> dict[str, Any]:
+def shapes_options(plan: ShapesPlan) -> dict[str, Any]:
     """The ``Shapes`` options shared by every step of a demo."""
     return {
         "size": plan.size,

@@ -36,7 +36,7 @@ from fcnlab.config import (
     TransformConfig,
 )
 from fcnlab.data import detection_collate
-from fcnlab.demo import shapes_options
+from fcnlab.demo import ShapesPlan, shapes_options
 from fcnlab.detection_eval import (
     COCO_METRICS,
     CocoEvaluation,
@@ -54,14 +54,12 @@ RUN_NAME = "demo_detection"
 
 
 @dataclass(frozen=True)
-class DetectionPlan:
+class DetectionPlan(ShapesPlan):
     """Sizes and lengths of the detection demo; ``QUICK_DETECTION_PLAN`` is the test version.
 
-    The Shapes knobs (``size``, ``shapes_per_image``, ``scale``, ``texture``, ``seed``) mean
-    what they mean in :class:`fcnlab.demo.DemoPlan`.
+    The Shapes knobs are :class:`fcnlab.demo.ShapesPlan`'s, the segmentation demo's images.
     """
 
-    size: int = 80
     train_images: int = 2048
     val_images: int = 256
     num_classes: int = 5
@@ -74,10 +72,6 @@ class DetectionPlan:
     warmup_steps: int = 50
     batch_size: int = 32
     eval_every: int = 5
-    seed: int = 0
-    shapes_per_image: tuple[int, int] = (1, 2)
-    scale: tuple[float, float] = (0.25, 0.4)
-    texture: float = 0.5
 
 
 FULL_DETECTION_PLAN = DetectionPlan()
