@@ -2,14 +2,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from gloo import run_two_processes
 from torch import nn
 
 from fcnlab.detection_eval import COCO_METRICS, coco_map
@@ -18,7 +16,6 @@ from fcnlab.engine.detection_evaluate import (
     evaluate_detection,
     to_original_frame,
 )
-from fcnlab.engine.distributed import cleanup_distributed
 
 
 class FakeDetector(nn.Module):
@@ -216,25 +213,15 @@ SHARD_DETECTIONS = {
 }
 
 
-def shard_worker(rank: int, out: str, port: int) -> None:
-    os.environ.update(
-        RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
-    )  # fmt: skip
-    torch.set_num_threads(1)  # a forked child must not enter the parent's OpenMP pool
+def shard_worker(rank: int, out: str) -> None:
     torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        loader = [batch([rank], SHARDS[rank])]
-        result = evaluate_detection(FakeDetector(SHARD_DETECTIONS), loader, 2)
-        Path(out, f"{rank}.json").write_text(json.dumps(result.record()))
-    finally:
-        cleanup_distributed()
+    loader = [batch([rank], SHARDS[rank])]
+    result = evaluate_detection(FakeDetector(SHARD_DETECTIONS), loader, 2)
+    Path(out, f"{rank}.json").write_text(json.dumps(result.record()))
 
 
 def test_two_gloo_processes_gather_the_whole_set(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(shard_worker, args=(str(tmp_path), port), nprocs=2, start_method="fork")
+    run_two_processes(shard_worker, str(tmp_path))
     ranks = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0] == ranks[1]
     assert ranks[0]["num_images"] == 2

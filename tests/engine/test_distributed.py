@@ -1,18 +1,15 @@
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
 import torch
-import torch.multiprocessing as mp
+from gloo import run_two_processes
 from rich.console import Console
 from tinyseg import Squares, TinySegmenter, tiny_config
 
 from fcnlab.config import StageConfig
 from fcnlab.engine import read_metrics, train
 from fcnlab.engine.checkpoint import load_weights
-from fcnlab.engine.distributed import cleanup_distributed
 
 
 def config(root: Path, name: str, batch_size: int):  # type: ignore[no-untyped-def]
@@ -26,30 +23,18 @@ def config(root: Path, name: str, batch_size: int):  # type: ignore[no-untyped-d
     return config
 
 
-def worker(rank: int, root: str, port: int) -> None:
-    os.environ.update(
-        RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )  # fmt: skip
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    try:
-        train(
-            config(Path(root), "ddp", batch_size=2),
-            model=TinySegmenter(norm="group"),
-            train_set=Squares(16),
-            val_set=Squares(6, flip=False),
-            console=Console(quiet=True),
-        )
-    finally:
-        cleanup_distributed()
+def worker(rank: int, root: str) -> None:
+    train(
+        config(Path(root), "ddp", batch_size=2),
+        model=TinySegmenter(norm="group"),
+        train_set=Squares(16),
+        val_set=Squares(6, flip=False),
+        console=Console(quiet=True),
+    )
 
 
 def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(worker, args=(str(tmp_path), port), nprocs=2, start_method="fork")
+    run_two_processes(worker, str(tmp_path))
     torch.manual_seed(0)
     single = train(
         config(tmp_path, "single", batch_size=4),

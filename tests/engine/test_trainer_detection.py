@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from gloo import run_two_processes
 from rich.console import Console
 from tinyseg import tiny_config
 from torch import nn
@@ -18,7 +16,6 @@ from torch.utils.data import Dataset
 from fcnlab.config import StageConfig
 from fcnlab.engine import TrainingInterrupted, load_checkpoint, read_metrics, train
 from fcnlab.engine.checkpoint import load_weights
-from fcnlab.engine.distributed import cleanup_distributed
 from fcnlab.engine.trainer import Trainer
 from fcnlab.models.centernet import CenterNet, CenterNetDecoder, CenterNetHead
 
@@ -188,32 +185,20 @@ def ddp_config(root: Path, name: str, batch_size: int) -> Any:
     return config
 
 
-def ddp_worker(rank: int, root: str, port: int) -> None:
-    os.environ.update(
-        RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )  # fmt: skip
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    try:
-        train(
-            ddp_config(Path(root), "ddp", batch_size=2),
-            model=group_norm_centernet(),
-            train_set=Boxes(16),
-            val_set=Boxes(6, offset=100, flip=False),
-            console=QUIET,
-        )
-    finally:
-        cleanup_distributed()
+def ddp_worker(rank: int, root: str) -> None:
+    train(
+        ddp_config(Path(root), "ddp", batch_size=2),
+        model=group_norm_centernet(),
+        train_set=Boxes(16),
+        val_set=Boxes(6, offset=100, flip=False),
+        console=QUIET,
+    )
 
 
 def test_two_gloo_processes_train_a_detector_like_one_process(tmp_path: Path) -> None:
     # Every image holds one object, so each process's loss normalisation (per object) equals
     # the global one and averaging the gradients over processes is exact.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(ddp_worker, args=(str(tmp_path), port), nprocs=2, start_method="fork")
+    run_two_processes(ddp_worker, str(tmp_path))
     torch.manual_seed(0)
     single = train(
         ddp_config(tmp_path, "single", batch_size=4),

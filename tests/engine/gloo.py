@@ -1,0 +1,35 @@
+"""Two CPU processes in one gloo group, for the engine's distributed tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.multiprocessing as mp
+
+from fcnlab.engine.distributed import cleanup_distributed
+
+
+def _rank_main(rank: int, port: int, function: Callable[..., None], args: tuple[Any, ...]) -> None:
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )  # fmt: skip
+    torch.set_num_threads(1)  # a forked child must not enter the parent's OpenMP pool
+    torch.manual_seed(0)
+    try:
+        function(rank, *args)
+    finally:
+        cleanup_distributed()
+
+
+def run_two_processes(function: Callable[..., None], *args: Any) -> None:
+    """``function(rank, *args)`` in two forked processes with torchrun's environment variables
+    set for a group of two on a free local port (the engine joins it from them)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_rank_main, args=(port, function, args), nprocs=2, start_method="fork")
