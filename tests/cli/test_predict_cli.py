@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from detectors import with_fixed_boxes
 from PIL import Image
 
 from fcnlab.cli.main import main
@@ -170,11 +171,7 @@ def tiny_detector(folder: Path) -> tuple[Path, torch.nn.Module]:
         data=DataConfig(name="shapes", options={"num_classes": 2, "num_images": 2}),
     )  # fmt: skip
     torch.manual_seed(0)
-    model = build_model_from_config(config.model)
-    torch.nn.init.zeros_(model.head.heatmap[-1].bias)
-    for branch, value in ((model.head.size, 4.0), (model.head.offset, 0.5)):
-        torch.nn.init.zeros_(branch[-1].weight)
-        torch.nn.init.constant_(branch[-1].bias, value)
+    model = with_fixed_boxes(build_model_from_config(config.model))
     payload = {"model": model.state_dict(), "config": config_to_dict(config)}
     return save_checkpoint(folder / "detector.pt", payload), model.eval()
 
