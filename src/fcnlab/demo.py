@@ -35,11 +35,11 @@ from fcnlab.config import (
 from fcnlab.data import Shapes
 from fcnlab.data.transforms import eval_transforms, train_transforms
 from fcnlab.engine import train
-from fcnlab.engine.checkpoint import atomic_write
 from fcnlab.engine.evaluate import EvalResult
-from fcnlab.metrics import json_safe
 from fcnlab.models import build_model
 from fcnlab.models.classifier import build_classifier
+from fcnlab.runtime.checkpoint import atomic_write
+from fcnlab.runtime.records import json_safe
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,9 @@ from fcnlab.detection_eval import (
 )
 from fcnlab.engine import train
 from fcnlab.engine.build import build_model_from_config, build_split
-from fcnlab.engine.checkpoint import atomic_write
 from fcnlab.engine.detection_evaluate import detect, to_original_frame
-from fcnlab.metrics import json_safe
+from fcnlab.runtime.checkpoint import atomic_write
+from fcnlab.runtime.records import json_safe
 
 RUN_NAME = "demo_detection"
 

@@ -28,12 +28,12 @@ import torch
 from torch import nn
 
 from fcnlab.config import Config
-from fcnlab.engine.checkpoint import atomic_write
-from fcnlab.engine.evaluate import main_output
 from fcnlab.inference.loading import load_trained
 from fcnlab.inference.metadata import METADATA_KEY, ModelMetadata
 from fcnlab.inference.onnx_backend import require_export_extra
 from fcnlab.registry import Registry
+from fcnlab.runtime.checkpoint import atomic_write
+from fcnlab.runtime.precision import main_output
 
 EXPORTERS: Registry[Path] = Registry("export format")
 OPSET = 18

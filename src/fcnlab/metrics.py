@@ -21,6 +21,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from fcnlab.runtime.records import json_safe
+
 MEANS = ("pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou")
 PER_CLASS = ("iou", "accuracy")
 
@@ -124,20 +126,6 @@ def segmentation_scores(matrix: torch.Tensor) -> dict[str, Any]:
         "iou": iou.tolist(),
         "accuracy": accuracy.tolist(),
     }
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every float NaN (nested in dicts, lists and tuples) replaced by None.
-
-    ``json.dumps`` would otherwise write the non-standard token ``NaN``.
-    """
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    return value
 
 
 class ConfusionMatrix:

@@ -20,7 +20,7 @@ from fcnlab.data import build_dataset
 from fcnlab.data.transforms import normalize
 from fcnlab.detection_eval import COCO_METRICS
 from fcnlab.engine.build import build_model_from_config
-from fcnlab.engine.checkpoint import save_checkpoint
+from fcnlab.runtime.checkpoint import save_checkpoint
 
 # A tiny CenterNet on 48 px Shapes, evaluated at 32 px: boxes go back to 48 px for COCOeval.
 CONFIG = {

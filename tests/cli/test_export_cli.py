@@ -11,9 +11,9 @@ import torch
 from fcnlab.cli.main import main
 from fcnlab.config import Config, DataConfig, ModelConfig, config_to_dict
 from fcnlab.engine.build import build_model_from_config
-from fcnlab.engine.checkpoint import save_checkpoint
 from fcnlab.export import load_torchscript
 from fcnlab.inference import load_trained
+from fcnlab.runtime.checkpoint import save_checkpoint
 
 CONFIG = Config(
     model=ModelConfig(name="fcn32s", num_classes=3, options={"encoder_options": {"width": 0.0625}}),

@@ -19,9 +19,9 @@ from fcnlab.cli.main import main
 from fcnlab.config import Config, DataConfig, ModelConfig, config_to_dict
 from fcnlab.data.transforms import normalize
 from fcnlab.engine.build import build_model_from_config
-from fcnlab.engine.checkpoint import save_checkpoint
 from fcnlab.export import export_safetensors
 from fcnlab.inference import Predictor, metadata_from_config, parse_tta
+from fcnlab.runtime.checkpoint import save_checkpoint
 
 # (height, width) of the test images: odd sizes, portrait and landscape.
 SIZES = {"tall": (70, 33), "wide": (37, 61), "photo": (45, 45)}

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
-from fcnlab.engine.distributed import cleanup_distributed
+from fcnlab.runtime.distributed import cleanup_distributed
 
 
 def _rank_main(rank: int, port: int, function: Callable[..., None], args: tuple[Any, ...]) -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from tinyseg import TinySegmenter
 
-from fcnlab.engine.checkpoint import (
+from fcnlab.runtime.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_matching,

@@ -9,7 +9,7 @@ from tinyseg import Squares, TinySegmenter, tiny_config
 
 from fcnlab.config import StageConfig
 from fcnlab.engine import read_metrics, train
-from fcnlab.engine.checkpoint import load_weights
+from fcnlab.runtime.checkpoint import load_weights
 
 
 def config(root: Path, name: str, batch_size: int):  # type: ignore[no-untyped-def]

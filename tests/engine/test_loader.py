@@ -4,8 +4,8 @@ import torch
 from tinyseg import Squares
 from torch.utils.data import DataLoader
 
-from fcnlab.engine.distributed import DistInfo
 from fcnlab.engine.loader import ResumableSampler, SeededSamples
+from fcnlab.runtime.distributed import DistInfo
 
 
 def test_ranks_together_take_the_single_process_batches() -> None:

@@ -21,7 +21,7 @@ from fcnlab.engine import (
     read_metrics,
     train,
 )
-from fcnlab.engine.checkpoint import load_weights
+from fcnlab.runtime.checkpoint import load_weights
 
 QUIET = Console(quiet=True)
 

@@ -14,8 +14,8 @@ from torch import nn
 
 from fcnlab.config import save_config
 from fcnlab.data.io import read_image
-from fcnlab.engine.checkpoint import CheckpointError, save_safetensors
 from fcnlab.inference import TTA, ModelMetadata, Predictor, to_image_tensor
+from fcnlab.runtime.checkpoint import CheckpointError, save_safetensors
 
 
 def metadata(num_classes: int = 2, mean: float = 0.5, std: float = 0.25) -> ModelMetadata:

@@ -11,7 +11,7 @@ from torch import nn
 
 from fcnlab.config import Config, DataConfig, ModelConfig, OutputConfig, config_to_dict, save_config
 from fcnlab.engine.build import build_model_from_config
-from fcnlab.engine.checkpoint import save_checkpoint, save_safetensors
+from fcnlab.runtime.checkpoint import save_checkpoint, save_safetensors
 
 
 def tiny_config(root: Path) -> Config:

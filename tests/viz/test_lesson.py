@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from PIL import Image
 
-from fcnlab.engine.run_dir import RunLog, read_metrics
+from fcnlab.runtime.run_dir import RunLog, read_metrics
 from fcnlab.viz.lesson import SECTIONS, LessonContext, Section, write_lesson
 from fcnlab.viz.lesson_figures import (
     plot_checkerboard,

@@ -19,15 +19,15 @@ from fcnlab.cli.predict import add_inference_arguments, inference_options
 from fcnlab.config import load_config
 from fcnlab.data import detection_collate
 from fcnlab.engine.build import build_model_from_config, build_split, check_num_classes
-from fcnlab.engine.checkpoint import load_model_weights
 from fcnlab.engine.detection_evaluate import DetectionEvalResult, evaluate_detection
 from fcnlab.engine.detection_report import detection_palette, write_pr_curves
-from fcnlab.engine.distributed import DistInfo
 from fcnlab.engine.evaluate import MEAN_KEYS, EvalResult, evaluate
 from fcnlab.engine.loader import eval_loader
 from fcnlab.engine.report import class_names, write_confusion
 from fcnlab.engine.tasks import model_task
 from fcnlab.inference import TTA, Predictor
+from fcnlab.runtime.checkpoint import load_model_weights
+from fcnlab.runtime.distributed import DistInfo
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,8 +7,8 @@ import argparse
 from rich.console import Console
 
 from fcnlab.config import load_config
-from fcnlab.engine.distributed import cleanup_distributed
 from fcnlab.engine.trainer import TrainingInterrupted, train
+from fcnlab.runtime.distributed import cleanup_distributed
 
 EXIT_INTERRUPTED = 130
 

@@ -6,16 +6,7 @@ evaluations; :class:`Trainer` is the same with the pieces (model, data sets, los
 
 from __future__ import annotations
 
-from fcnlab.engine.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_model_weights,
-    load_weights,
-    save_checkpoint,
-    save_safetensors,
-)
 from fcnlab.engine.evaluate import EvalResult, evaluate, predict
-from fcnlab.engine.run_dir import RunLog, read_metrics
 from fcnlab.engine.trainer import (
     NonFiniteLossError,
     StageResult,
@@ -25,6 +16,15 @@ from fcnlab.engine.trainer import (
     TrainState,
     train,
 )
+from fcnlab.runtime.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model_weights,
+    load_weights,
+    save_checkpoint,
+    save_safetensors,
+)
+from fcnlab.runtime.run_dir import RunLog, read_metrics
 
 __all__ = [
     "CheckpointError",

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from fcnlab.config import DataConfig, ModelConfig, TrainConfig, TransformConfig
-from fcnlab.engine.checkpoint import load_matching, load_weights
+from fcnlab.runtime.checkpoint import load_matching, load_weights
 
 
 def _named(key: str, build: Callable[[], Any]) -> Any:

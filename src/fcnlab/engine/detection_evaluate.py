@@ -17,9 +17,9 @@ import torch.distributed as dist
 from torch import nn
 
 from fcnlab.detection_eval import COCO_METRICS, coco_evaluate
-from fcnlab.engine.distributed import DistInfo, all_gather_objects
-from fcnlab.engine.evaluate import autocast
-from fcnlab.metrics import json_safe
+from fcnlab.runtime.distributed import DistInfo, all_gather_objects
+from fcnlab.runtime.precision import autocast
+from fcnlab.runtime.records import json_safe
 
 
 @dataclass

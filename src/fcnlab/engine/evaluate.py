@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,22 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fcnlab.metrics import ConfusionMatrix, json_safe
+from fcnlab.metrics import ConfusionMatrix
+from fcnlab.runtime.precision import autocast, main_output
+from fcnlab.runtime.records import json_safe
 
 MEAN_KEYS = ("mean_iou", "pixel_accuracy", "mean_accuracy", "fw_iou")
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
-    """Mixed precision for ``amp`` ``"bf16"``/``"fp16"`` on ``device``; nothing for ``"off"``."""
-    if amp == "off":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
-
-
-def main_output(output: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
-    """The logits (N, K, H, W) of a model's output: the tensor itself or ``output["out"]``."""
-    return output["out"] if isinstance(output, dict) else output
 
 
 @dataclass

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from fcnlab.engine.distributed import DistInfo
+from fcnlab.runtime.distributed import DistInfo
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

@@ -45,7 +45,11 @@ from torch.utils.data import Dataset
 
 from fcnlab.config import Config, StageConfig, config_to_dict, save_config, validate
 from fcnlab.engine.build import build_model_from_config, build_split, check_num_classes
-from fcnlab.engine.checkpoint import (
+from fcnlab.engine.loader import SeededSamples, eval_loader, train_loader
+from fcnlab.engine.optim import build_optimizer, build_schedule
+from fcnlab.engine.stages import apply_stage, describe_stage, stage_steps
+from fcnlab.engine.tasks import Evaluation, make_task, model_task
+from fcnlab.runtime.checkpoint import (
     CheckpointError,
     load_checkpoint,
     rng_state,
@@ -53,7 +57,7 @@ from fcnlab.engine.checkpoint import (
     save_safetensors,
     set_rng_state,
 )
-from fcnlab.engine.distributed import (
+from fcnlab.runtime.distributed import (
     DistInfo,
     all_gather_objects,
     all_reduce_sum,
@@ -61,12 +65,8 @@ from fcnlab.engine.distributed import (
     init_distributed,
     wrap_model,
 )
-from fcnlab.engine.evaluate import autocast
-from fcnlab.engine.loader import SeededSamples, eval_loader, train_loader
-from fcnlab.engine.optim import build_optimizer, build_schedule
-from fcnlab.engine.run_dir import RunLog, read_metrics
-from fcnlab.engine.stages import apply_stage, describe_stage, stage_steps
-from fcnlab.engine.tasks import Evaluation, make_task, model_task
+from fcnlab.runtime.precision import autocast
+from fcnlab.runtime.run_dir import RunLog, read_metrics
 
 
 class TrainingInterrupted(RuntimeError):

@@ -14,8 +14,8 @@ from torch import nn
 
 from fcnlab.config import Config, config_from_dict, load_config
 from fcnlab.engine.build import build_model_from_config
-from fcnlab.engine.checkpoint import CheckpointError, load_checkpoint, load_model_weights
 from fcnlab.inference.metadata import METADATA_KEY, ModelMetadata, metadata_from_config
+from fcnlab.runtime.checkpoint import CheckpointError, load_checkpoint, load_model_weights
 
 
 def safetensors_metadata(path: str | Path) -> ModelMetadata | None:

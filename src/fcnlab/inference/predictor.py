@@ -20,12 +20,12 @@ from torch import nn
 from fcnlab.config import Config
 from fcnlab.data.io import read_image
 from fcnlab.data.transforms import normalize
-from fcnlab.engine.evaluate import main_output
 from fcnlab.inference.loading import load_trained
 from fcnlab.inference.metadata import ModelMetadata
 from fcnlab.inference.onnx_backend import OnnxModel
 from fcnlab.inference.sliding import Forward, padded_forward, sliding_window
 from fcnlab.inference.tta import TTA, resize_logits, tta_logits
+from fcnlab.runtime.precision import main_output
 
 ImageInput = str | Path | torch.Tensor | np.ndarray | Image.Image
 

@@ -1,6 +1,6 @@
 """Section 7 of the lesson: a training run's curves with its stages, read from ``metrics.jsonl``.
 
-The run folder is the engine's (``fcnlab.engine.run_dir``): one JSON record per line, ``kind``
+The run folder is the engine's (``fcnlab.runtime.run_dir``): one JSON record per line, ``kind``
 ``"train"`` (loss, lr) or ``"eval"`` (``mean_iou`` and friends), each with ``stage`` (0-based),
 ``epoch`` and ``step``. The curves are ``fcnlab.viz.plots.plot_curves``, drawn as the training
 report draws them.
@@ -15,7 +15,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from fcnlab.engine.run_dir import read_metrics
+from fcnlab.runtime.run_dir import read_metrics
 from fcnlab.viz.plots import _stage_label, plot_curves
 
 METRICS_FILE = "metrics.jsonl"

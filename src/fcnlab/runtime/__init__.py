@@ -1,0 +1,34 @@
+"""What training, evaluation, inference and export share, below all of them: numeric precision,
+processes, checkpoints, run folders and JSON records. Nothing here knows about tasks."""
+
+from __future__ import annotations
+
+from fcnlab.runtime.checkpoint import (
+    CheckpointError,
+    atomic_write,
+    load_checkpoint,
+    load_model_weights,
+    load_weights,
+    save_checkpoint,
+    save_safetensors,
+)
+from fcnlab.runtime.precision import autocast, main_output, model_device
+from fcnlab.runtime.records import json_safe, nan_for_none
+from fcnlab.runtime.run_dir import RunLog, read_metrics
+
+__all__ = [
+    "CheckpointError",
+    "RunLog",
+    "atomic_write",
+    "autocast",
+    "json_safe",
+    "load_checkpoint",
+    "load_model_weights",
+    "load_weights",
+    "main_output",
+    "model_device",
+    "nan_for_none",
+    "read_metrics",
+    "save_checkpoint",
+    "save_safetensors",
+]
