@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from detectors import with_fixed_boxes
+from helpers.detectors import with_fixed_boxes
 from PIL import Image
 
 from fcnlab.cli.main import main

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures import write_ade20k, write_image
+from helpers.fixtures import write_ade20k, write_image
 
 from fcnlab.data.datasets import ADE20K
 from fcnlab.data.io import DataFormatError, DatasetNotFoundError

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures import random_rgb, write_cityscapes, write_image
+from helpers.fixtures import random_rgb, write_cityscapes, write_image
 
 from fcnlab.data.datasets import Cityscapes
 from fcnlab.data.io import DataFormatError, DatasetNotFoundError

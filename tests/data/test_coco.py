@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures import (
+from helpers.fixtures import (
     compressed_rle,
     random_rgb,
     rectangle_polygon,

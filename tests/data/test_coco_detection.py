@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from fixtures import random_rgb, write_coco, write_image
+from helpers.fixtures import random_rgb, write_coco, write_image
 
 from fcnlab.data import build_dataset
 from fcnlab.data.datasets import COCODetection

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from fixtures import write_coco, write_voc_detection
+from helpers.fixtures import write_coco, write_voc_detection
 
 from fcnlab.cli.main import main
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures import random_rgb, truncate, write_image, write_palette_png
+from helpers.fixtures import random_rgb, truncate, write_image, write_palette_png
 from PIL import Image
 
 from fcnlab.data.io import (

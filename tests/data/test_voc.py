@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures import write_palette_png, write_sbd, write_voc
+from helpers.fixtures import write_palette_png, write_sbd, write_voc
 
 from fcnlab.data.datasets import VOCSegmentation, read_sbd_mask
 from fcnlab.data.io import DataFormatError, DatasetNotFoundError

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures import random_rgb, voc_annotation_xml, write_image, write_voc_detection
+from helpers.fixtures import random_rgb, voc_annotation_xml, write_image, write_voc_detection
 
 from fcnlab.data import build_dataset, detection_eval_transforms
 from fcnlab.data.box_transforms import BoxRandomHorizontalFlip

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tinyseg import TinySegmenter
+from helpers.tinyseg import TinySegmenter
 
 from fcnlab.runtime.checkpoint import (
     CheckpointError,

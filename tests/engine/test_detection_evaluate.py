@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import torch
-from gloo import run_two_processes
+from helpers.gloo import run_two_processes
 from torch import nn
 
 from fcnlab.detection_eval import COCO_METRICS, coco_map

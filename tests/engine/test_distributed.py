@@ -3,9 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from gloo import run_two_processes
+from helpers.gloo import run_two_processes
+from helpers.tinyseg import Squares, TinySegmenter, tiny_config
 from rich.console import Console
-from tinyseg import Squares, TinySegmenter, tiny_config
 
 from fcnlab.config import StageConfig
 from fcnlab.engine import read_metrics, train

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import torch
-from tinyseg import Squares
+from helpers.tinyseg import Squares
 from torch.utils.data import DataLoader
 
 from fcnlab.engine.loader import ResumableSampler, SeededSamples

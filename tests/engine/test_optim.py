@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tinyseg import TinySegmenter
+from helpers.tinyseg import TinySegmenter
 
 from fcnlab.config import ConfigError, StageConfig, TrainConfig
 from fcnlab.engine.optim import build_optimizer, build_schedule, lr_factor

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import torch
+from helpers.tinyseg import Squares, TinySegmenter, tiny_config
 from rich.console import Console
-from tinyseg import Squares, TinySegmenter, tiny_config
 from torch import nn
 
 from fcnlab.config import Config, StageConfig

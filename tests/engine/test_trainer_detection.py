@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 import torch
-from gloo import run_two_processes
+from helpers.gloo import run_two_processes
+from helpers.tinyseg import tiny_config
 from rich.console import Console
-from tinyseg import tiny_config
 from torch import nn
 from torch.utils.data import Dataset
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tinyrun import tiny_config
+from helpers.tinyrun import tiny_config
 
 from fcnlab.data.palettes import voc_palette
 from fcnlab.data.shapes import SHAPES_PALETTE

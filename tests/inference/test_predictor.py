@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.tinyrun import random_model, tiny_config, write_run
 from PIL import Image
-from tinyrun import random_model, tiny_config, write_run
 from torch import nn
 
 from fcnlab.config import save_config
