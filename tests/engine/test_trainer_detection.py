@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from fcnlab.config import StageConfig
 from fcnlab.engine import TrainingInterrupted, load_checkpoint, read_metrics, train
 from fcnlab.engine.trainer import Trainer
-from fcnlab.models.centernet import CenterNet, CenterNetDecoder, CenterNetHead
+from fcnlab.models.detection.centernet import CenterNet, CenterNetDecoder, CenterNetHead
 from fcnlab.runtime.checkpoint import load_weights
 
 QUIET = Console(quiet=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fcnlab.models.centernet import CenterNet
+from fcnlab.models.detection.centernet import CenterNet
 
 
 def with_fixed_boxes(model: CenterNet) -> CenterNet:

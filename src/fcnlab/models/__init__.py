@@ -1,11 +1,13 @@
-"""Segmentation models and their encoders: registries, builders, weight loading.
+"""Fully convolutional models and their encoders: registries, builders, weight loading.
 
-Importing this package registers every encoder family and architecture.
+One package per task (``segmentation``, ``detection``), one file per architecture; shared
+layers in ``blocks``, the feature pyramid in ``necks``. Importing this package registers every
+encoder family and architecture.
 """
 
 from __future__ import annotations
 
-from fcnlab.models import centernet, deconvnet, encoders, fcn, fcos, segnet, unet
+from fcnlab.models import detection, encoders, segmentation
 from fcnlab.models.classifier import build_classifier, classifier_as_fcn, list_classifiers
 from fcnlab.models.encoders import load_darknet_weights
 from fcnlab.models.freeze import (
@@ -31,12 +33,9 @@ __all__ = [
     "build_classifier",
     "build_encoder",
     "build_model",
-    "centernet",
     "classifier_as_fcn",
-    "deconvnet",
+    "detection",
     "encoders",
-    "fcn",
-    "fcos",
     "freeze_encoder",
     "is_encoder_frozen",
     "list_classifiers",
@@ -47,7 +46,6 @@ __all__ = [
     "model_task",
     "param_groups",
     "read_state_dict",
-    "segnet",
-    "unet",
+    "segmentation",
     "unfreeze_encoder",
 ]

@@ -20,6 +20,12 @@ IGNORE = -2
 BACKGROUND = -1
 
 
+def check_batch(targets: Sequence[Mapping[str, Any]], batch_size: int) -> None:
+    """Raise a ValueError unless there is one target dict per image of the batch."""
+    if len(targets) != batch_size:
+        raise ValueError(f"got {len(targets)} targets for a batch of {batch_size} images")
+
+
 def check_target(
     target: Mapping[str, Any], num_classes: int, index: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

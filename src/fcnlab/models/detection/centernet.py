@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnlab.models.detection import centernet_targets, penalty_reduced_focal_loss
+from fcnlab.models.blocks import conv_bn_relu, fit_size, init_prior_bias, tower
+from fcnlab.models.detection.decoding import clip_boxes, ltrb_to_boxes
+from fcnlab.models.detection.losses import penalty_reduced_focal_loss
+from fcnlab.models.detection.targets import centernet_targets, check_batch
 from fcnlab.models.registry import MODELS, make_encoder
-from fcnlab.models.segnet import conv_bn_relu
-from fcnlab.models.unet import fit_size
 from fcnlab.models.weights import WeightsSource
 from fcnlab.nn import LearnedUpsample, ResizeConv
 
@@ -98,9 +99,7 @@ class CenterNetDecoder(nn.Module):
 def head_branch(in_channels: int, out_channels: int, hidden: int) -> nn.Sequential:
     """CenterNet's head: 3x3 convolution, ReLU, 1x1 convolution."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, hidden, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(hidden, out_channels, 1),
+        *tower(in_channels, hidden, 1, norm=None), nn.Conv2d(hidden, out_channels, 1)
     )
 
 
@@ -112,7 +111,7 @@ class CenterNetHead(nn.Module):
         self.heatmap = head_branch(in_channels, num_classes, hidden)
         self.size = head_branch(in_channels, 2, hidden)
         self.offset = head_branch(in_channels, 2, hidden)
-        nn.init.constant_(self.heatmap[-1].bias, -math.log((1 - HEATMAP_PRIOR) / HEATMAP_PRIOR))
+        init_prior_bias(self.heatmap[-1], HEATMAP_PRIOR)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """(N, C_in, h, w) -> {"heatmap": (N, C, h, w), "size": (N, 2, h, w), "offset": ...}."""
@@ -173,8 +172,7 @@ class CenterNet(nn.Module):
         weighted total), "heatmap", "size", "offset".
         """
         logits = outputs["heatmap"]
-        if len(targets) != len(logits):
-            raise ValueError(f"got {len(targets)} targets for a batch of {len(logits)} images")
+        check_batch(targets, len(logits))
         h, w = logits.shape[-2:]
         made = [
             centernet_targets(t, self.num_classes, (h, w), self.stride, i, self.min_overlap)
@@ -224,9 +222,7 @@ class CenterNet(nn.Module):
         cell_xy = torch.stack((cells % w, cells // w), dim=-1).to(offset)
         centre = (cell_xy + offset) * self.stride
         half = size.clamp(min=0) * self.stride / 2
-        height, width = image_size
-        limit = torch.tensor([width, height, width, height]).to(centre)
-        boxes = torch.cat((centre - half, centre + half), dim=-1).clamp(min=0).minimum(limit)
+        boxes = clip_boxes(ltrb_to_boxes(centre, torch.cat((half, half), dim=-1)), image_size)
         keep = scores >= score_threshold
         return [
             {"boxes": b[k], "scores": s[k], "labels": lab[k]}

@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from fcnlab.models.registry import MODELS, make_encoder
-from fcnlab.models.segnet import SegNet, UnpoolingDecoder, vgg_stages
+from fcnlab.models.segmentation.segnet import SegNet, UnpoolingDecoder, vgg_stages
 from fcnlab.models.weights import WeightsSource
 
 

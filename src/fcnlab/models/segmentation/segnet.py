@@ -3,23 +3,22 @@
 A VGG16-bn encoder whose max pools return the position of each maximum, and a decoder that
 mirrors it: each stage upsamples with ``nn.MaxUnpool2d`` at those positions (a sparse map, the
 encoder's "where" without its "what"), then densifies it with the stage's convolutions in reverse
-order. The unpooling code here also serves DeconvNet (``fcnlab.models.deconvnet``).
+order. The unpooling code here also serves DeconvNet (``fcnlab.models.segmentation.deconvnet``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fcnlab.models.blocks import ConvLayer, conv_bn_relu
 from fcnlab.models.registry import MODELS, make_encoder
 from fcnlab.models.weights import WeightsSource
 from fcnlab.nn import MaxUnpool2d
-
-ConvLayer = Callable[..., nn.Module]
 
 
 class Pooled(NamedTuple):
@@ -98,21 +97,6 @@ def encode_with_indices(encoder: nn.Module, x: torch.Tensor) -> tuple[torch.Tens
             x = layer(x)
     fc = getattr(encoder, "fc", None)
     return (x if fc is None else fc(x)), pooled
-
-
-def conv_bn_relu(
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int = 3,
-    conv: ConvLayer = nn.Conv2d,
-    batch_norm: bool = True,
-    bias: bool = True,
-) -> nn.Sequential:
-    """A size-preserving ``conv`` (``nn.Conv2d`` or ``nn.ConvTranspose2d``), batch norm, ReLU."""
-    layers = [conv(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)]
-    if batch_norm:
-        layers.append(nn.BatchNorm2d(out_channels))
-    return nn.Sequential(*layers, nn.ReLU(inplace=True))
 
 
 class UnpoolingDecoder(nn.Module):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fcnlab.models import build_encoder, build_model, freeze_encoder, list_models
-from fcnlab.models.deconvnet import DeconvNet
+from fcnlab.models.segmentation.deconvnet import DeconvNet
 
 WIDTH = {"encoder_options": {"width": 0.125}}
 VGG16_CONVS = [

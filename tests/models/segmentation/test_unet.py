@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fcnlab.models import build_model, list_encoders, list_models
-from fcnlab.models.unet import UNetEncoder, fit_size
+from fcnlab.models.segmentation.unet import UNetEncoder
 
 TINY = {"encoder_options": {"width": 0.125}}
 SMALL_ENCODERS = [
@@ -141,13 +141,6 @@ def test_reduced_first_feature_gets_a_final_block_without_skip() -> None:
     assert (last.up.in_channels, last.up.out_channels, last.up.factor) == (16, 8, 2)
     assert last.conv[0][0].in_channels == 8  # no skip to concatenate
     assert model.head.in_channels == 8
-
-
-def test_fit_size_crops_and_extends_edges() -> None:
-    x = torch.arange(6.0).reshape(1, 1, 2, 3)
-    assert torch.equal(fit_size(x, (1, 2)), torch.tensor([[[[0.0, 1.0]]]]))
-    expected = torch.tensor([[0.0, 1.0, 2.0, 2.0], [3.0, 4.0, 5.0, 5.0], [3.0, 4.0, 5.0, 5.0]])
-    assert torch.equal(fit_size(x, (3, 4))[0, 0], expected)
 
 
 @pytest.mark.parametrize(

@@ -12,12 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from fcnlab.models.blocks import conv_bn_relu, fit_size
 from fcnlab.models.encoders.base import Encoder, scale_channels
 from fcnlab.models.registry import ENCODERS, MODELS, make_encoder
-from fcnlab.models.segnet import conv_bn_relu
 from fcnlab.models.weights import WeightsSource
 from fcnlab.nn import FixedUpsample, LearnedUpsample, ResizeConv
 
@@ -32,20 +31,6 @@ def double_conv(in_channels: int, out_channels: int, batch_norm: bool = True) ->
         conv_bn_relu(in_channels, out_channels, batch_norm=batch_norm, bias=not batch_norm),
         conv_bn_relu(out_channels, out_channels, batch_norm=batch_norm, bias=not batch_norm),
     )
-
-
-def fit_size(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Crop (N, C, H, W) at the bottom/right, or extend it by its edge pixels, to ``size``.
-
-    After pooling an odd size and upsampling back, a map is one row or column off its skip
-    (ceil-mode pools: one too many, floor-mode pools: one too few).
-    """
-    h, w = size
-    x = x[..., :h, :w]
-    pad_h, pad_w = h - x.shape[-2], w - x.shape[-1]
-    if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-    return x
 
 
 def make_upsample(mode: str, in_channels: int, out_channels: int, factor: int) -> nn.Module:

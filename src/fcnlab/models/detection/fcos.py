@@ -20,94 +20,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnlab.models.detection import (
+from fcnlab.models.blocks import init_prior_bias, tower
+from fcnlab.models.detection.decoding import clip_boxes, ltrb_to_boxes
+from fcnlab.models.detection.losses import giou_loss, sigmoid_focal_loss
+from fcnlab.models.detection.targets import (
     IGNORE,
     centerness_target,
+    check_batch,
     fcos_locations,
     fcos_targets,
-    giou_loss,
-    sigmoid_focal_loss,
 )
+from fcnlab.models.necks import FPN
 from fcnlab.models.registry import MODELS, make_encoder
 from fcnlab.models.weights import WeightsSource
 from fcnlab.ops.boxes import batched_nms
 
-ENCODER_REDUCTIONS = (8, 16, 32)
 # max(l, t, r, b) ranges of P3..P7 (the paper's m_2..m_7 = 0, 64, 128, 256, 512, inf).
 SIZE_RANGES = ((0.0, 64.0), (64.0, 128.0), (128.0, 256.0), (256.0, 512.0), (512.0, math.inf))
-# Classification bias -log((1 - 0.01) / 0.01): RetinaNet's prior, every location starts at 0.01.
+# RetinaNet's prior: every location's class probabilities start at 0.01.
 CLASS_PRIOR = 0.01
 # exp() of the regression stays below e^10 strides, so early training cannot overflow.
 MAX_LOG_DISTANCE = 10.0
-
-
-def pick_features(
-    reductions: Sequence[int], wanted: Sequence[int] = ENCODER_REDUCTIONS
-) -> list[int]:
-    """Index of the deepest encoder feature at each ``wanted`` reduction (C3, C4, C5)."""
-    picked = []
-    for r in wanted:
-        matches = [i for i, red in enumerate(reductions) if red == r]
-        if not matches:
-            raise ValueError(
-                f"FCOS needs encoder features at reductions {list(wanted)} (C3-C5), but the "
-                f"encoder's reductions are {list(reductions)}"
-            )
-        picked.append(matches[-1])
-    return picked
-
-
-class FPN(nn.Module):
-    """Feature pyramid (Lin et al. 2017) as FCOS builds it: P3-P5 top-down, P6-P7 from P5.
-
-    Lateral 1x1 convolutions, nearest upsampling to the lateral's exact size (any input size),
-    3x3 output convolutions; P6 is a stride-2 3x3 convolution of P5 and P7 one of ReLU(P6).
-    """
-
-    def __init__(self, in_channels: Sequence[int], channels: int = 256, extra: int = 2) -> None:
-        super().__init__()
-        self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
-        self.output = nn.ModuleList(
-            nn.Conv2d(channels, channels, 3, padding=1) for _ in in_channels
-        )
-        self.extra = nn.ModuleList(
-            nn.Conv2d(channels, channels, 3, stride=2, padding=1) for _ in range(extra)
-        )
-        for conv in self.modules():
-            if isinstance(conv, nn.Conv2d):
-                nn.init.kaiming_uniform_(conv.weight, a=1)
-                nn.init.zeros_(conv.bias)
-
-    def forward(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """C3..C5 -> [P3, ..., P7], fine to coarse."""
-        x = self.lateral[-1](features[-1])
-        top_down = [x]
-        for lateral, feature in zip(self.lateral[-2::-1], features[-2::-1], strict=True):
-            lat = lateral(feature)
-            x = lat + F.interpolate(x, size=lat.shape[-2:], mode="nearest")
-            top_down.insert(0, x)
-        levels = [conv(p) for conv, p in zip(self.output, top_down, strict=True)]
-        x = levels[-1]
-        for k, conv in enumerate(self.extra):
-            x = conv(F.relu(x) if k else x)
-            levels.append(x)
-        return levels
-
-
-def tower(channels: int, depth: int) -> nn.Sequential:
-    """``depth`` x (3x3 convolution, GroupNorm, ReLU).
-
-    32 groups, fewer for narrow heads, always of at least 2 channels so that a 1x1 P7 still has
-    more than one value per group.
-    """
-    layers: list[nn.Module] = []
-    for _ in range(depth):
-        layers += [
-            nn.Conv2d(channels, channels, 3, padding=1),
-            nn.GroupNorm(math.gcd(32, max(1, channels // 2)), channels),
-            nn.ReLU(inplace=True),
-        ]
-    return nn.Sequential(*layers)
 
 
 class FCOSHead(nn.Module):
@@ -123,7 +56,8 @@ class FCOSHead(nn.Module):
     ) -> None:
         super().__init__()
         self.strides = tuple(strides)
-        self.cls_tower, self.reg_tower = tower(channels, depth), tower(channels, depth)
+        self.cls_tower = tower(channels, channels, depth)
+        self.reg_tower = tower(channels, channels, depth)
         self.cls_logits = nn.Conv2d(channels, num_classes, 3, padding=1)
         self.centerness = nn.Conv2d(channels, 1, 3, padding=1)
         self.ltrb = nn.Conv2d(channels, 4, 3, padding=1)
@@ -132,7 +66,7 @@ class FCOSHead(nn.Module):
             if isinstance(conv, nn.Conv2d):
                 nn.init.normal_(conv.weight, std=0.01)
                 nn.init.zeros_(conv.bias)
-        nn.init.constant_(self.cls_logits.bias, -math.log((1 - CLASS_PRIOR) / CLASS_PRIOR))
+        init_prior_bias(self.cls_logits, CLASS_PRIOR)
 
     def forward(self, levels: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         """[P3..P7] -> {"cls_logits" (N, L, C), "ltrb" (N, L, 4) pixels, "centerness" (N, L)}.
@@ -153,11 +87,6 @@ class FCOSHead(nn.Module):
         }
 
 
-def ltrb_to_boxes(points: torch.Tensor, ltrb: torch.Tensor) -> torch.Tensor:
-    """xyxy boxes from locations (..., 2) and their distances (..., 4) to the four sides."""
-    return torch.cat((points - ltrb[..., :2], points + ltrb[..., 2:]), dim=-1)
-
-
 class FCOS(nn.Module):
     """Encoder -> ``FPN`` (``decoder``) -> ``FCOSHead``; ``forward`` returns raw head outputs."""
 
@@ -169,20 +98,17 @@ class FCOS(nn.Module):
         decoder: FPN,
         head: FCOSHead,
         num_classes: int,
-        feature_index: Sequence[int],
         center_radius: float | None = 1.5,
         size_ranges: Sequence[Sequence[float]] = SIZE_RANGES,
     ) -> None:
         super().__init__()
         self.encoder, self.decoder, self.head = encoder, decoder, head
         self.num_classes, self.strides = num_classes, head.strides
-        self.feature_index = list(feature_index)
         self.center_radius, self.size_ranges = center_radius, tuple(size_ranges)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """(N, 3, H, W) -> head outputs plus "points" (L, 2) input pixels and "level" (L,)."""
-        features = self.encoder(x)
-        levels = self.decoder([features[i] for i in self.feature_index])
+        levels = self.decoder(self.encoder(x))
         outputs = self.head(levels)
         sizes = [p.shape[-2:] for p in levels]
         outputs["points"], outputs["level"] = fcos_locations(sizes, self.strides, x.device)
@@ -192,10 +118,7 @@ class FCOS(nn.Module):
         self, outputs: Mapping[str, torch.Tensor], targets: Sequence[Mapping[str, Any]]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Stacked ``fcos_targets`` of a batch: labels (N, L) and ltrb (N, L, 4)."""
-        if len(targets) != len(outputs["cls_logits"]):
-            raise ValueError(
-                f"got {len(targets)} targets for a batch of {len(outputs['cls_logits'])} images"
-            )
+        check_batch(targets, len(outputs["cls_logits"]))
         made = [
             fcos_targets(
                 t,
@@ -266,8 +189,6 @@ class FCOS(nn.Module):
         scores = (
             outputs["cls_logits"].sigmoid() * outputs["centerness"].sigmoid()[..., None]
         ).sqrt()
-        height, width = image_size
-        limit = torch.tensor([width, height, width, height]).to(outputs["ltrb"])
         level = outputs["level"]
         results = []
         for image_scores, image_ltrb in zip(scores, outputs["ltrb"], strict=True):
@@ -282,7 +203,7 @@ class FCOS(nn.Module):
                 boxes.append(ltrb_to_boxes(outputs["points"][where], image_ltrb[where]))
                 kept_scores.append(flat[chosen])
                 labels.append(chosen % self.num_classes)
-            box = torch.cat(boxes).clamp(min=0).minimum(limit)
+            box = clip_boxes(torch.cat(boxes), image_size)
             score, label = torch.cat(kept_scores), torch.cat(labels)
             keep = batched_nms(box, score, label, nms_threshold)[:top_k]
             results.append({"boxes": box[keep], "scores": score[keep], "labels": label[keep]})
@@ -308,8 +229,6 @@ def fcos(
     centre sampling and stride-normalised distances (the authors' later improvements).
     """
     built = make_encoder(encoder, "resnet50", encoder_weights, encoder_options)
-    index = pick_features(built.reductions)
-    decoder = FPN([built.out_channels[i] for i in index], fpn_channels)
-    strides = [*ENCODER_REDUCTIONS, 2 * ENCODER_REDUCTIONS[-1], 4 * ENCODER_REDUCTIONS[-1]]
-    head = FCOSHead(fpn_channels, num_classes, strides, head_depth)
-    return FCOS(built, decoder, head, num_classes, index, center_sampling)
+    decoder = FPN(built.out_channels, built.reductions, channels=fpn_channels)
+    head = FCOSHead(fpn_channels, num_classes, decoder.strides, head_depth)
+    return FCOS(built, decoder, head, num_classes, center_sampling)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fcnlab.models import build_encoder, build_model, freeze_encoder, list_models
-from fcnlab.models.segnet import encode_with_indices
+from fcnlab.models.segmentation.segnet import encode_with_indices
 
 WIDTH = {"encoder_options": {"width": 0.125}}
 # VGG16's convolutions per stage (configuration D).
