@@ -2,7 +2,8 @@
 and sliding-window inference on a street-scene-sized image.
 
 Rows 1-3 per model: images/s at (1, 3, S, S) (default 512) through the same weights run by
-PyTorch eager, ``torch.compile`` (inductor) and onnxruntime (the file ``fcnlab.export`` writes,
+PyTorch eager, ``torch.compile`` (inductor) and onnxruntime (the file
+``fcnlab.inference.export`` writes,
 CPU execution provider). Rows 4-5: a 2048x1024 image (H=1024, W=2048) labelled whole and by
 ``fcnlab.inference.sliding_window`` with 512-pixel windows and 0.33 overlap, one window at a
 time: images/s and peak memory, which for the windows is bounded by the window, not the image.
@@ -27,8 +28,8 @@ from pathlib import Path
 import torch
 from harness import median_ms, reset_peak_rss, run_child, status_bytes
 
-from fcnlab.export import export_onnx
 from fcnlab.inference import ModelMetadata, sliding_window
+from fcnlab.inference.export import export_onnx
 from fcnlab.inference.metadata import default_palette
 from fcnlab.models import build_model
 

@@ -44,7 +44,7 @@ from fcnlab.config import (
     TrainConfig,
 )
 from fcnlab.engine import read_metrics, train
-from fcnlab.engine.build import build_model_from_config
+from fcnlab.models.from_config import build_model_from_config
 
 MODELS = {"fcn8s": "vgg16", "segnet": "vgg16_bn", "unet": "unet"}
 LOOPS = ("plain", "engine")

@@ -103,3 +103,36 @@ def test_reference_fcn_learning_rates() -> None:
         for name in ("fcn32s_voc", "fcn16s_voc", "fcn8s_voc")
     }
     assert lrs == {"fcn32s_voc": 1e-10, "fcn16s_voc": 1e-12, "fcn8s_voc": 1e-14}
+
+
+def test_segmentation_options_live_in_their_own_section(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, {"segmentation": {"loss": "dice", "aux_weight": 0.2}}))
+    assert config.segmentation.loss == "dice" and config.segmentation.aux_weight == 0.2
+    assert config.segmentation.class_weights is None
+    with pytest.raises(ConfigError, match=r"unknown key 'segmentation.gamma'"):
+        load_config(write(tmp_path, {"segmentation": {"gamma": 2}}))
+
+
+def test_old_configs_with_loss_keys_under_train_are_read_with_a_warning(tmp_path: Path) -> None:
+    old = {"train": {"batch_size": 2, "loss": {"ce": 1.0, "dice": 0.5}, "class_weights": [1, 2]}}
+    with pytest.warns(
+        FutureWarning,
+        match=r"train.loss, train.class_weights moved to the "
+        r"segmentation section \(segmentation.loss, segmentation.class_weights\)",
+    ):
+        config = load_config(write(tmp_path, old))
+    assert config.segmentation.loss == {"ce": 1.0, "dice": 0.5}
+    assert config.segmentation.class_weights == [1.0, 2.0] and config.train.batch_size == 2
+    assert "loss" not in config_to_dict(config)["train"]
+    both = {"train": {"aux_weight": 0.1}, "segmentation": {"aux_weight": 0.2}}
+    with pytest.raises(ConfigError, match=r"train.aux_weight and segmentation.aux_weight are both"):
+        load_config(write(tmp_path, both))
+
+
+def test_an_override_of_an_old_loss_key_still_sets_the_loss(tmp_path: Path) -> None:
+    with pytest.warns(FutureWarning, match=r"override: train.loss moved"):
+        config = load_config(write(tmp_path, {}), ["train.loss=dice"])
+    assert config.segmentation.loss == "dice"
+    assert (
+        load_config(write(tmp_path, {}), ["segmentation.loss=focal"]).segmentation.loss == "focal"
+    )

@@ -10,7 +10,7 @@ import pytest
 
 from fcnlab.cli.main import main
 from fcnlab.config import config_to_dict, load_config
-from fcnlab.demo_detection import FULL_DETECTION_PLAN, detection_config
+from fcnlab.demos.detection import FULL_PLAN, detection_config
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 # Two steps of batch 2 on 48x48 images; model, data knobs, optimiser and schedule are the
@@ -34,7 +34,7 @@ LENGTHS = {
 
 def test_centernet_shapes_is_the_detection_demo_recipe() -> None:
     shipped = config_to_dict(load_config(CONFIGS / "centernet_shapes.yaml"))
-    demo = config_to_dict(detection_config(FULL_DETECTION_PLAN, "runs"))
+    demo = config_to_dict(detection_config(FULL_PLAN, "runs"))
     for section in ("model", "data", "train", "stages", "eval"):
         assert shipped[section] == demo[section], section
 

@@ -1,13 +1,17 @@
 """Run configuration: typed dataclasses, YAML loading, validation and dotted overrides.
 
-This is the only module that knows YAML. A configuration has six sections::
+This is the only module that knows YAML. A configuration has seven sections::
 
     model:  name, num_classes, encoder, encoder_weights, options, init_from
     data:   name, root, train_split, val_split, options, val_options, transforms, num_workers, ...
-    train:  optimizer, schedule, batch size, accumulation, clipping, amp, seed, loss, ...
+    train:  optimizer, schedule, batch size, accumulation, clipping, amp, seed, ...
     stages: a list of {name, epochs | iterations, encoder: frozen | trainable, lr, encoder_lr_mult}
     eval:   how often and how to evaluate
     output: where the run folder goes
+    segmentation: loss, class_weights, aux_weight (used by segmentation models only)
+
+Configs written before the ``segmentation`` section existed set those three keys under ``train``;
+they are still read, moved to the new section with a FutureWarning.
 
 Every key is checked on load: an unknown key or a value of the wrong type or outside the allowed
 set is a :class:`ConfigError` naming the key, the value and what is allowed. Overrides use dotted
@@ -19,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,11 +151,6 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     log_every: int = 10
-    # fcnlab.losses.build_loss spec: "ce", or {"ce": 1.0, "dice": 0.5}, or {"ce": {"weight": 1,
-    # "reduction": "sum"}} for the original FCN's unnormalised loss.
-    loss: str | dict[str, Any] = "ce"
-    class_weights: list[float] | None = None
-    aux_weight: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "log_every", "step_size"):
@@ -166,6 +166,22 @@ class TrainConfig:
             raise ConfigError(f"train.milestones = {self.milestones} must be increasing steps >= 1")
         if len(self.betas) != 2:
             raise ConfigError(f"train.betas = {self.betas} must be two numbers [beta1, beta2]")
+
+
+@dataclass
+class SegmentationConfig:
+    """Options only a segmentation model uses (the segmentation task validates them); a detector
+    brings its own loss."""
+
+    # fcnlab.losses.build_loss spec: "ce", or {"ce": 1.0, "dice": 0.5}, or {"ce": {"weight": 1,
+    # "reduction": "sum"}} for the original FCN's unnormalised loss.
+    loss: str | dict[str, Any] = "ce"
+    class_weights: list[float] | None = None
+    aux_weight: float = 0.5
+
+
+# Keys that moved from ``train`` to the ``segmentation`` section; old configs are still read.
+MOVED_TO_SEGMENTATION = ("loss", "class_weights", "aux_weight")
 
 
 @dataclass
@@ -211,6 +227,7 @@ class Config:
     stages: list[StageConfig] = field(default_factory=_default_stages)
     eval: EvalConfig = field(default_factory=EvalConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -316,14 +333,55 @@ def _build(cls: type[D], data: Mapping[str, Any], prefix: str = "") -> D:
         raise ConfigError(f"{prefix}: {error}" if prefix else str(error)) from None
 
 
-def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
-    """A validated :class:`Config` from plain data; errors start with ``source``."""
+def config_from_dict(
+    data: Mapping[str, Any], source: str = "<dict>", warn_moved: bool = True
+) -> Config:
+    """A validated :class:`Config` from plain data; errors start with ``source``.
+
+    Keys from before the ``segmentation`` section are moved there, with a FutureWarning unless
+    ``warn_moved`` is False (a config stored inside an old checkpoint: nothing to edit)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: a configuration is a mapping of sections, got {data!r}")
     try:
-        return _build(Config, data)
+        return _build(Config, _move_segmentation_keys(data, source, warn_moved))
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
+
+
+def _move_segmentation_keys(
+    data: Mapping[str, Any], source: str, warn: bool = True, replace: bool = False
+) -> Mapping[str, Any]:
+    """``data`` with ``train.loss``/``class_weights``/``aux_weight`` (before fcnlab 0.2) moved to
+    the ``segmentation`` section, with a FutureWarning; both places at once is an error unless
+    ``replace`` (an override of the old key replaces the section's value)."""
+    train = data.get("train")
+    if not isinstance(train, Mapping):
+        return data
+    moved = [key for key in MOVED_TO_SEGMENTATION if key in train]
+    if not moved:
+        return data
+    section = data.get("segmentation") or {}
+    if not isinstance(section, Mapping):
+        return data  # the section's own type error names it
+    both = [key for key in moved if key in section]
+    if both and not replace:
+        raise ConfigError(
+            f"{', '.join(f'train.{key}' for key in both)} and "
+            f"{', '.join(f'segmentation.{key}' for key in both)} are both set; keep only "
+            "the segmentation section's"
+        )
+    if warn:
+        warnings.warn(
+            f"{source}: {', '.join(f'train.{key}' for key in moved)} moved to the segmentation "
+            f"section ({', '.join(f'segmentation.{key}' for key in moved)}); read from train "
+            "for now",
+            FutureWarning,
+            stacklevel=3,
+        )
+    result = dict(data)
+    result["train"] = {key: value for key, value in train.items() if key not in moved}
+    result["segmentation"] = {**section, **{key: train[key] for key in moved}}
+    return result
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
@@ -400,8 +458,9 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
         raise ConfigError(f"{path}: not valid YAML ({error})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a configuration is a mapping of sections, got {data!r}")
-    data = _merge(config_to_dict(Config()), data)
-    return config_from_dict(apply_overrides(data, overrides), source=str(path))
+    data = _merge(config_to_dict(Config()), _move_segmentation_keys(data, str(path)))
+    data = _move_segmentation_keys(apply_overrides(data, overrides), "override", replace=True)
+    return config_from_dict(data, source=str(path))
 
 
 def save_config(config: Config, path: str | Path) -> None:

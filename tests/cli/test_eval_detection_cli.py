@@ -18,9 +18,9 @@ from fcnlab.cli.main import main
 from fcnlab.config import config_to_dict, load_config
 from fcnlab.data import build_dataset
 from fcnlab.data.transforms import normalize
-from fcnlab.detection_eval import COCO_METRICS
-from fcnlab.engine.build import build_model_from_config
+from fcnlab.models.from_config import build_model_from_config
 from fcnlab.runtime.checkpoint import save_checkpoint
+from fcnlab.tasks.detection.coco_eval import COCO_METRICS
 
 # A tiny CenterNet on 48 px Shapes, evaluated at 32 px: boxes go back to 48 px for COCOeval.
 CONFIG = {

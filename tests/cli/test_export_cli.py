@@ -10,9 +10,9 @@ import torch
 
 from fcnlab.cli.main import main
 from fcnlab.config import Config, DataConfig, ModelConfig, config_to_dict
-from fcnlab.engine.build import build_model_from_config
-from fcnlab.export import load_torchscript
 from fcnlab.inference import load_trained
+from fcnlab.inference.export import load_torchscript
+from fcnlab.models.from_config import build_model_from_config
 from fcnlab.runtime.checkpoint import save_checkpoint
 
 CONFIG = Config(

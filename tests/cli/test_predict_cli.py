@@ -18,9 +18,9 @@ from PIL import Image
 from fcnlab.cli.main import main
 from fcnlab.config import Config, DataConfig, ModelConfig, config_to_dict
 from fcnlab.data.transforms import normalize
-from fcnlab.engine.build import build_model_from_config
-from fcnlab.export import export_safetensors
 from fcnlab.inference import Predictor, metadata_from_config, parse_tta
+from fcnlab.inference.export import export_safetensors
+from fcnlab.models.from_config import build_model_from_config
 from fcnlab.runtime.checkpoint import save_checkpoint
 
 # (height, width) of the test images: odd sizes, portrait and landscape.
@@ -182,7 +182,7 @@ def test_predict_with_a_detector_draws_boxes_and_writes_coco_results(
     from pycocotools.coco import COCO
 
     from fcnlab.inference import to_image_tensor
-    from fcnlab.viz.detection import draw_detections
+    from fcnlab.viz.boxes import draw_detections
 
     checkpoint, model = tiny_detector(tmp_path)
     images = write_images(tmp_path)

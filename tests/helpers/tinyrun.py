@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from fcnlab.config import Config, DataConfig, ModelConfig, OutputConfig, config_to_dict, save_config
-from fcnlab.engine.build import build_model_from_config
+from fcnlab.models.from_config import build_model_from_config
 from fcnlab.runtime.checkpoint import save_checkpoint, save_safetensors
 
 

@@ -79,7 +79,7 @@ def test_curves_figure_with_stage_boundaries(tmp_path: Path) -> None:
         {"step": 5, "stage": "decoder", "mean_iou": 0.3, "pixel_accuracy": 0.7},
         {"step": 10, "stage": "finetune", "mean_iou": 0.5, "pixel_accuracy": 0.8},
     ]
-    fig = plot_curves(records)
+    fig = plot_curves(records, ("mean_iou", "pixel_accuracy"))
     assert isinstance(fig, Figure) and len(fig.axes) == 3
     loss_ax, _, eval_ax = fig.axes
     boundaries = sorted(

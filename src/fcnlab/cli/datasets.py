@@ -13,21 +13,18 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
-from matplotlib.ticker import NullFormatter, ScalarFormatter
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from fcnlab.data import BoxCounter, FrequencyCounter, build_dataset, list_datasets
+from fcnlab.data import build_dataset, list_datasets
 from fcnlab.data.io import DataFormatError, DatasetNotFoundError, Problem
-from fcnlab.data.stats import BoxCounts, ClassFrequencies, median_frequency_weights
+from fcnlab.tasks import DEFAULT_TASK, Task, get_task, task_names
 
 FORMATS = ("voc", "cityscapes", "coco", "ade20k", "folder")
-TASKS = ("segmentation", "detection")
 # The splits checked when none is named; VOC's trainval is the union of train and val.
 DEFAULT_SPLITS = {
     "voc": ("train", "val"),
@@ -45,8 +42,7 @@ class SplitReport:
     split: str
     images: int = 0
     problems: list[Problem] = field(default_factory=list)
-    frequencies: ClassFrequencies | None = None
-    boxes: BoxCounts | None = None
+    statistics: Any | None = None  # the task's counts (class pixel frequencies, boxes, ...)
     palette: np.ndarray | None = None
     missing: DatasetNotFoundError | None = None
 
@@ -56,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("datasets", help="list data sets, check a data set folder")
     commands = parser.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
     listing = commands.add_parser("list", help="names accepted by --format and build_dataset")
-    listing.add_argument("--task", choices=TASKS, default="segmentation")
+    listing.add_argument("--task", choices=task_names(), default=DEFAULT_TASK)
     listing.set_defaults(run=run_list)
     check = commands.add_parser("check", help="validate a data set folder and count its classes")
     check.add_argument("root", type=Path, help="the folder that directly holds the layout")
@@ -69,9 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument(
         "--task",
-        choices=TASKS,
-        default="segmentation",
-        help="check the masks (default) or the boxes (voc, coco) and count boxes per class",
+        choices=task_names(),
+        default=DEFAULT_TASK,
+        help="the annotations to check and count: masks (default: class pixel frequencies), "
+        "boxes (voc, coco: boxes per class)",
     )
     check.add_argument("--plot", type=Path, help="draw the class-frequency bar chart to FILE.png")
     check.set_defaults(run=run_check)
@@ -99,18 +96,18 @@ def check_split(
     split: str,
     progress: Progress,
     required: bool,
-    task: str = "segmentation",
+    task: Task | None = None,
 ) -> SplitReport:
-    """Load every sample of one split, collecting problems and class frequencies (box counts
-    for ``task="detection"``).
+    """Load every sample of one split for ``task`` (default: segmentation), collecting
+    problems and the task's statistics (class pixel frequencies, boxes per class, ...).
 
     A split that does not exist is an error when ``required`` (named on the command line), and
     merely reported otherwise.
     """
+    task = task or get_task(DEFAULT_TASK)
     report = SplitReport(split)
-    options = {} if task == "segmentation" else {"task": task}
     try:
-        dataset = build_dataset(format_name, root, split=split, skip_invalid=True, **options)
+        dataset = build_dataset(format_name, root, split=split, task=task.name, skip_invalid=True)
     except DatasetNotFoundError as error:
         if required:
             raise
@@ -118,10 +115,7 @@ def check_split(
         return report
     # files rejected while the data set was built (unpaired, unreadable) come first, once each
     found = {tuple(problem): problem for problem in dataset.skip_log.problems}
-    if task == "detection":
-        counter: BoxCounter | FrequencyCounter = BoxCounter(tuple(dataset.classes))
-    else:
-        counter = FrequencyCounter(tuple(dataset.classes), dataset.ignore_index)
+    counter = task.statistics_counter(dataset)
     for index in progress.track(range(len(dataset)), description=f"{format_name} {split}"):
         try:
             _, annotation = dataset.load(index)
@@ -131,11 +125,8 @@ def check_split(
         counter.update(annotation, name=f"{split} sample {index}")
     report.images = len(dataset)
     report.problems = list(found.values())
-    if isinstance(counter, BoxCounter):
-        report.boxes = counter.result()
-    else:
-        report.frequencies = counter.result()
-        report.palette = dataset.palette
+    report.statistics = counter.result()
+    report.palette = getattr(dataset, "palette", None)
     return report
 
 
@@ -165,103 +156,25 @@ def problems_table(reports: Sequence[SplitReport]) -> Table:
     return table
 
 
-def frequency_table(report: SplitReport) -> Table:
-    """Class pixels, share, images and SegNet's median-frequency weight for one split."""
-    freqs = report.frequencies
-    assert freqs is not None
-    table = Table(title=f"Class pixel frequencies: {report.split}")
-    for column in ("class", "pixels", "share %", "images", "freq", "median-freq weight"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    present = bool(freqs.pixels.any())
-    weights = median_frequency_weights(freqs).tolist() if present else [0.0] * len(freqs.classes)
-    for c, name in enumerate(freqs.classes):
-        table.add_row(
-            name,
-            str(int(freqs.pixels[c])),
-            f"{100 * float(freqs.share[c]):.2f}",
-            str(int(freqs.images[c])),
-            f"{float(freqs.frequency[c]):.4f}",
-            f"{weights[c]:.3f}",
-        )
-    table.caption = f"ignored pixels: {freqs.ignored} of {freqs.total}"
-    return table
-
-
-def box_table(report: SplitReport) -> Table:
-    """Boxes, share, images, crowd and difficult boxes per class for one split."""
-    counts = report.boxes
-    assert counts is not None
-    table = Table(title=f"Boxes per class: {report.split}")
-    for column in ("class", "boxes", "share %", "images", "crowd", "difficult"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for c, name in enumerate(counts.classes):
-        table.add_row(
-            name,
-            str(int(counts.boxes[c])),
-            f"{100 * float(counts.share[c]):.2f}",
-            str(int(counts.images[c])),
-            str(int(counts.crowd[c])),
-            str(int(counts.difficult[c])),
-        )
-    table.caption = f"images without boxes: {counts.empty_images} of {counts.total_images}"
-    return table
-
-
-def plot_class_frequencies(reports: Sequence[SplitReport]) -> Figure:
-    """Bar chart of each class's share of labelled pixels (log scale), one bar group per class
-    and one bar per split (hatched differently), coloured by the data set's palette."""
-    checked = [r for r in reports if r.frequencies is not None]
-    # splits of a folder data set may imply different class counts: draw the longest list
-    widest = max(checked, key=lambda r: len(r.frequencies.classes), default=None)
-    classes = widest.frequencies.classes if widest else ()
-    palette = widest.palette if widest else None
-    fig = Figure(figsize=(max(6.0, 0.45 * len(classes) + 2), 4.0))
-    ax = fig.add_subplot()
-    width = 0.8 / max(len(checked), 1)
-    x = np.arange(len(classes))
-    hatches = ("", "//", "..", "xx")
-    for k, report in enumerate(checked):
-        share = np.zeros(len(classes))
-        share[: len(report.frequencies.classes)] = 100 * report.frequencies.share.numpy()
-        colours = None if palette is None else np.asarray(palette)[: len(classes)] / 255.0
-        ax.bar(
-            x + (k - (len(checked) - 1) / 2) * width,
-            share,
-            width,
-            color=colours,
-            edgecolor="black",
-            hatch=hatches[k % len(hatches)],
-        )
-    ax.set_xticks(x, classes, rotation=60, ha="right")
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_ylabel("share of labelled pixels (%)")
-    ax.set_title("Class pixel frequencies")
-    if len(checked) > 1:
-        handles = [
-            Patch(
-                facecolor="white", edgecolor="black", hatch=hatches[k % len(hatches)], label=r.split
-            )
-            for k, r in enumerate(checked)
-        ]
-        ax.legend(handles=handles)
-    fig.tight_layout()
-    return fig
-
-
 def run_check(args: argparse.Namespace) -> int:
     """Check every split, print the tables, optionally plot; 1 when problems were found."""
     console = Console()
     root: Path = args.root
     if not root.exists():
         raise DatasetNotFoundError(f"data set root '{root}' does not exist")
-    detection = list_datasets("detection")
-    if args.task == "detection" and args.format not in detection:
-        shown = ", ".join(name for name in FORMATS if name in detection)
-        raise ValueError(f"--format {args.format} has no boxes; with --task detection use {shown}")
-    if args.task == "detection" and args.plot is not None:
-        raise ValueError("--plot draws class pixel frequencies, which --task detection has not")
+    task = get_task(args.task)
+    formats = list_datasets(task.name)
+    if args.format not in formats:
+        shown = ", ".join(name for name in FORMATS if name in formats)
+        raise ValueError(
+            f"--format {args.format} has no {task.annotations}; with --task {task.name} use {shown}"
+        )
+    if args.plot is not None and task.statistics_plot is None:
+        plots = [get_task(name) for name in task_names()]
+        drawn = ", ".join(
+            f"{t.statistics_plot} (--task {t.name})" for t in plots if t.statistics_plot
+        )
+        raise ValueError(f"--plot draws {drawn}, which --task {task.name} has not")
     splits = tuple(args.splits or default_splits(args.format, root))
     # every problem goes into the table, so the per-file skip warnings would only repeat it
     data_logger = logging.getLogger("fcnlab.data")
@@ -270,7 +183,7 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         with Progress(console=console, transient=True) as progress:
             reports = [
-                check_split(args.format, root, split, progress, bool(args.splits), args.task)
+                check_split(args.format, root, split, progress, bool(args.splits), task)
                 for split in splits
             ]
     finally:
@@ -280,14 +193,15 @@ def run_check(args: argparse.Namespace) -> int:
     console.print(splits_table(reports))
     if any(report.problems for report in reports):
         console.print(problems_table(reports))
-    for report in reports:
-        if report.frequencies is not None:
-            console.print(frequency_table(report))
-        if report.boxes is not None:
-            console.print(box_table(report))
+    checked = [(r.split, r.statistics) for r in reports if r.statistics is not None]
+    for split, statistics in checked:
+        console.print(task.statistics_table(split, statistics))
     if args.plot is not None:
-        plot_class_frequencies(reports).savefig(args.plot, dpi=100)
-        console.print(f"class-frequency chart written to {args.plot}")
+        palette = next((r.palette for r in reports if r.statistics is not None), None)
+        figure = task.plot_statistics(checked, palette)
+        assert figure is not None
+        figure.savefig(args.plot, dpi=100)
+        console.print(f"{task.statistics_plot} chart written to {args.plot}")
     problems = sum(len(report.problems) for report in reports)
     if problems:
         plural = "" if problems == 1 else "s"

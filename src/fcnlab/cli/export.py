@@ -12,7 +12,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from fcnlab.export import OPSET, export_checkpoint, export_formats
+from fcnlab.inference.export import OPSET, export_checkpoint, export_formats
 from fcnlab.inference.onnx_backend import OnnxModel
 from fcnlab.inference.predictor import model_forward
 

@@ -1,12 +1,13 @@
-"""The training engine: staged training, evaluation, checkpoints, distribution and run folders.
+"""The training engine: staged training with evaluation, resumable and distributed.
 
 ``train(config)`` runs a whole recipe and returns a :class:`TrainResult` with each stage's
 evaluations; :class:`Trainer` is the same with the pieces (model, data sets, loss) passed in.
+What differs between tasks comes from the model's task (:mod:`fcnlab.tasks`); checkpoints,
+processes and run folders from :mod:`fcnlab.runtime` (re-exported here for convenience).
 """
 
 from __future__ import annotations
 
-from fcnlab.engine.evaluate import EvalResult, evaluate, predict
 from fcnlab.engine.trainer import (
     NonFiniteLossError,
     StageResult,
@@ -28,7 +29,6 @@ from fcnlab.runtime.run_dir import RunLog, read_metrics
 
 __all__ = [
     "CheckpointError",
-    "EvalResult",
     "NonFiniteLossError",
     "RunLog",
     "StageResult",
@@ -36,11 +36,9 @@ __all__ = [
     "TrainState",
     "Trainer",
     "TrainingInterrupted",
-    "evaluate",
     "load_checkpoint",
     "load_model_weights",
     "load_weights",
-    "predict",
     "read_metrics",
     "save_checkpoint",
     "save_safetensors",

@@ -4,7 +4,7 @@ Each stage freezes or unfreezes the encoder and starts a fresh optimiser and sch
 is ``grad_accum`` micro-batches. At the end of each data epoch the model is evaluated (every
 ``eval.every_epochs`` epochs) and ``last.pt`` is written; at the end of each stage the model is
 evaluated (unless it just was) and ``last.pt`` is written again. The best model by the validation
-score (mIoU for segmentation, COCO AP for detection: see :mod:`fcnlab.engine.tasks`) is kept as
+score (the model's task says which: mIoU, COCO AP, ...; see :mod:`fcnlab.tasks`) is kept as
 ``best.pt`` and the final weights as ``final.safetensors``.
 
 Interruption: the first SIGINT or SIGTERM sets a flag that is checked after every step; the run
@@ -44,11 +44,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from fcnlab.config import Config, StageConfig, config_to_dict, save_config, validate
-from fcnlab.engine.build import build_model_from_config, build_split, check_num_classes
+from fcnlab.engine.build import build_split, check_num_classes
 from fcnlab.engine.loader import SeededSamples, eval_loader, train_loader
 from fcnlab.engine.optim import build_optimizer, build_schedule
 from fcnlab.engine.stages import apply_stage, describe_stage, stage_steps
-from fcnlab.engine.tasks import Evaluation, make_task, model_task
+from fcnlab.models.from_config import build_model_from_config
 from fcnlab.runtime.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -67,6 +67,8 @@ from fcnlab.runtime.distributed import (
 )
 from fcnlab.runtime.precision import autocast
 from fcnlab.runtime.run_dir import RunLog, read_metrics
+from fcnlab.tasks import EvalSettings, Evaluation, class_names, run_evaluation, task_of
+from fcnlab.viz.plots import plot_curves, save_figure
 
 
 class TrainingInterrupted(RuntimeError):
@@ -116,8 +118,8 @@ class StageResult:
 class TrainResult:
     """What :func:`train` returns: the run folder, per-stage results and where weights went.
 
-    ``best_score`` is the best validation score, named by ``metric`` (``"mIoU"`` for
-    segmentation, ``"AP"`` for detection); -1 when no evaluation ran."""
+    ``best_score`` is the best validation score, named by ``metric`` (the task's: ``"mIoU"``,
+    ``"AP"``, ...); -1 when no evaluation ran."""
 
     run_dir: Path
     step: int
@@ -162,9 +164,10 @@ class Trainer:
 
     ``model``, ``train_set``, ``val_set`` and ``loss`` are built from the config's registries
     when not given (tests and notebooks pass their own; the model needs a ``.encoder`` for
-    frozen stages). The model's ``task`` attribute picks segmentation or detection; a detection
-    model brings its own loss. ``stop_after_steps`` simulates an interruption after that global
-    step (for tests of resuming). ``console`` receives the log; ``progress`` forces the progress
+    frozen stages). The model's task (:func:`fcnlab.tasks.task_of`) supplies the collate
+    function, the loss (a detector brings its own), the evaluator and the pictures.
+    ``stop_after_steps`` simulates an interruption after that global step (for tests of
+    resuming). ``console`` receives the log; ``progress`` forces the progress
     bars on or off (default: on for a terminal unless ``CI`` is set).
     """
 
@@ -194,11 +197,16 @@ class Trainer:
 
         data = config.data
         self.model = model or build_model_from_config(config.model)
-        self.task = make_task(model_task(self.model), config, loss)
+        self.task = task_of(self.model)
+        self.task.validate_config(config)
+        self.loss_fn = self.task.build_loss(config, self.model, loss)
         self.train_set = train_set or build_split(data, data.train_split, True, self.task.name)
         self.val_set = val_set or build_split(data, data.val_split, False, self.task.name)
         check_num_classes(self.train_set, config.model.num_classes, "training")
         check_num_classes(self.val_set, config.model.num_classes, "validation")
+        self.evaluator = self.task.evaluator(
+            config.model.num_classes, config, class_names(self.val_set, config.model.num_classes)
+        )
         if train.sync_bn and self.dist.enabled:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device)
@@ -321,7 +329,8 @@ class Trainer:
             no_sync = self.net.no_sync if self.dist.enabled and not last else None
             with no_sync() if no_sync else contextlib.nullcontext():
                 with autocast(self.device, train.amp):
-                    loss = self.task.loss(self.net, self.model, images, targets)
+                    outputs = self.net(images)
+                    loss = self.loss_fn(outputs, self.task.targets_to(targets, self.device))
                 if i == 0:
                     # Dropped here, the last step's gradients leave memory that backward reuses
                     # at once; dropped at the end of the step, glibc returns it to the OS and
@@ -382,14 +391,16 @@ class Trainer:
 
     # ------------------------------------------------------------------------- evaluation
     def _evaluate(self, index: int) -> Evaluation:
-        result = self.task.evaluate(self.model, self.val_loader)
+        settings = EvalSettings(self.config.train.amp, self.config.train.channels_last)
+        infer = self.task.inference(self.model, settings)
+        result = run_evaluation(self.model, self.val_loader, self.evaluator, infer)
         result.stage, result.epoch, result.step = index, self.state.data_epoch, self.state.step
         self.state.last_eval_step = self.state.step
         self._last_result = result
         self.state.evaluations.append(result.record())
         self.log.write(result.record())
         title = f"evaluation at step {result.step} (stage {index + 1}, epoch {result.epoch})"
-        self.console.print(self.task.table(result, title))
+        self.console.print(self.task.epoch_table(result, title))
         # NaN (nothing scored) never beats the best so far.
         if result.score > self.state.best_score:
             self.state.best_score = result.score
@@ -532,14 +543,13 @@ class Trainer:
         )
 
     def _write_pictures(self) -> None:
-        from fcnlab.engine.report import write_curves
-
-        write_curves(read_metrics(self.run_dir), self.run_dir / "curves.png")
+        curves = plot_curves(read_metrics(self.run_dir), self.task.curve_metrics)
+        save_figure(curves, self.run_dir / "curves.png")
         evaluations = self.state.evaluations
         last = self._last_result  # in memory, with what a record leaves out (PR curves)
         if evaluations and (last is None or last.step != evaluations[-1]["step"]):
             last = self.task.result_from_record(evaluations[-1])
-        self.task.write_pictures(self.model, self.val_set, last, self.run_dir)
+        self.task.write_pictures(self.model, self.val_set, last, self.run_dir, self.config)
 
 
 def train(config: Config, resume: bool = False, **kwargs: Any) -> TrainResult:

@@ -13,8 +13,8 @@ from pathlib import Path
 from torch import nn
 
 from fcnlab.config import Config, config_from_dict, load_config
-from fcnlab.engine.build import build_model_from_config
 from fcnlab.inference.metadata import METADATA_KEY, ModelMetadata, metadata_from_config
+from fcnlab.models.from_config import build_model_from_config
 from fcnlab.runtime.checkpoint import CheckpointError, load_checkpoint, load_model_weights
 
 
@@ -40,7 +40,9 @@ def find_config(path: str | Path) -> Config:
     if path.suffix == ".pt":
         data = load_checkpoint(path)
         if "config" in data:
-            return config_from_dict(data["config"], source=f"config inside {path}")
+            return config_from_dict(
+                data["config"], source=f"config inside {path}", warn_moved=False
+            )
     for folder in (path.parent, path.parent.parent):
         if (folder / "config.yaml").is_file():
             return load_config(folder / "config.yaml")

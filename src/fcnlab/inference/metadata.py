@@ -102,11 +102,15 @@ def dataset_labels(config: Config) -> tuple[list[str], list[list[int]]] | None:
     data = config.data
     options = {**data.options, **data.val_options}
     try:
-        # A detector's classes are the data set's object classes (no background).
-        if model_task(config.model.name) == "detection":
-            options["task"] = "detection"
+        # The data set's view for the model's task: a detector's classes are the data set's
+        # object classes (no background), a segmenter's its pixel classes.
         dataset = build_dataset(
-            data.name, root=data.root, split=data.val_split, transforms=None, **options
+            data.name,
+            root=data.root,
+            split=data.val_split,
+            transforms=None,
+            task=model_task(config.model.name),
+            **options,
         )
     except Exception as error:  # any data set error: the labels fall back to numbers
         logger.info("no class names from data set %r: %s", data.name, error)

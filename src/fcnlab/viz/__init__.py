@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from fcnlab.viz.detection import draw_detections, plot_detections, plot_pr_curves
+from fcnlab.viz.boxes import draw_detections, plot_detections, plot_pr_curves
 from fcnlab.viz.plots import (
     colorize,
     overlay,

@@ -16,9 +16,11 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from fcnlab.runtime.run_dir import read_metrics
-from fcnlab.viz.plots import _stage_label, plot_curves
+from fcnlab.viz.plots import plot_curves, stage_label
 
 METRICS_FILE = "metrics.jsonl"
+# The staged-training section is about a segmentation run (the demo's): its curves show these.
+CURVE_KEYS = ("mean_iou", "pixel_accuracy")
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def stage_scores(records: Sequence[Mapping[str, Any]]) -> list[StageScore]:
 
 def plot_run_curves(run: str | Path) -> Figure:
     """Section 7: loss, learning rate and evaluations of ``run``, stage boundaries dashed."""
-    return plot_curves(read_metrics(Path(run) / METRICS_FILE))
+    return plot_curves(read_metrics(Path(run) / METRICS_FILE), CURVE_KEYS)
 
 
 def run_facts(run: str | Path) -> list[str]:
@@ -61,5 +63,5 @@ def run_facts(run: str | Path) -> list[str]:
     facts = []
     for score in stage_scores(read_metrics(Path(run) / METRICS_FILE)):
         miou = "not logged" if score.mean_iou is None else f"{score.mean_iou:.4f}"
-        facts.append(f"{_stage_label(score.stage)}: mIoU {miou} at step {score.step}")
+        facts.append(f"{stage_label(score.stage)}: mIoU {miou} at step {score.step}")
     return facts or ["the run has no evaluation records yet"]

@@ -23,19 +23,18 @@ from matplotlib.patches import Patch
 IGNORE_COLOR = (255, 255, 255)
 ArrayLike = np.ndarray | torch.Tensor | Sequence[Any]
 Boundaries = Sequence[int] | Sequence[tuple[int, str]] | None
-# The scores plot_curves draws per evaluation, by the keys an evaluation record has.
-SEGMENTATION_EVAL_KEYS = ("mean_iou", "pixel_accuracy")
-DETECTION_EVAL_KEYS = ("AP", "AP50")
 
 
-def _numpy(value: ArrayLike) -> np.ndarray:
+def to_numpy(value: ArrayLike) -> np.ndarray:
+    """A tensor (detached, on the CPU) or array-like as a NumPy array."""
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     return np.asarray(value)
 
 
-def _palette(palette: ArrayLike) -> np.ndarray:
-    colours = _numpy(palette)
+def as_palette(palette: ArrayLike) -> np.ndarray:
+    """``palette`` as (K, 3) uint8 RGB colours; a ValueError for any other shape."""
+    colours = to_numpy(palette)
     if colours.ndim != 2 or colours.shape[1] != 3:
         raise ValueError(f"palette must be (K, 3) RGB colours, got shape {colours.shape}")
     return colours.astype(np.uint8)
@@ -48,8 +47,8 @@ def colorize(
     ignore_color: tuple[int, int, int] = IGNORE_COLOR,
 ) -> np.ndarray:
     """(H, W) class indices -> (H, W, 3) uint8 RGB: ``palette[c]``, ``ignore_color`` if ignored."""
-    labels = _numpy(mask).astype(np.int64)
-    colours = _palette(palette)
+    labels = to_numpy(mask).astype(np.int64)
+    colours = as_palette(palette)
     ignored = labels == ignore_index if ignore_index is not None else np.zeros(labels.shape, bool)
     bad = ~ignored & ((labels < 0) | (labels >= len(colours)))
     if bad.any():
@@ -72,7 +71,7 @@ def to_rgb(
 
     ``mean`` and ``std`` undo a normalisation (``x * std + mean``) before the conversion.
     """
-    array = _numpy(image)
+    array = to_numpy(image)
     if array.dtype == np.uint8:
         if array.ndim != 3 or array.shape[2] != 3:
             raise ValueError(f"a uint8 image must be (H, W, 3), got shape {array.shape}")
@@ -108,11 +107,12 @@ def overlay(
     blended = (1 - alpha) * rgb.astype(np.float64) + alpha * colours.astype(np.float64)
     blended = np.round(blended).astype(np.uint8)
     if ignore_index is not None:
-        blended[_numpy(mask) == ignore_index] = rgb[_numpy(mask) == ignore_index]
+        blended[to_numpy(mask) == ignore_index] = rgb[to_numpy(mask) == ignore_index]
     return blended
 
 
-def _stage_label(stage: Any) -> str:
+def stage_label(stage: Any) -> str:
+    """A stage's label in plots and facts: ``"stage 1"`` for index 0, a name as it is."""
     # The engine logs 0-based stage indices and prints them 1-based; names are kept as they are.
     return f"stage {stage + 1}" if isinstance(stage, int) else str(stage)
 
@@ -121,20 +121,21 @@ def _stage_boundaries(records: Sequence[Mapping[str, Any]]) -> list[tuple[int, s
     """(step, label) wherever the ``"stage"`` value of the step-ordered records changes."""
     found: list[tuple[int, str]] = []
     for record in records:
-        if "stage" in record and (not found or found[-1][1] != _stage_label(record["stage"])):
-            found.append((int(record["step"]), _stage_label(record["stage"])))
+        if "stage" in record and (not found or found[-1][1] != stage_label(record["stage"])):
+            found.append((int(record["step"]), stage_label(record["stage"])))
     return found
 
 
 def plot_curves(
-    records: Sequence[Mapping[str, Any]], stage_boundaries: Boundaries = None
+    records: Sequence[Mapping[str, Any]],
+    eval_keys: Sequence[str] = (),
+    stage_boundaries: Boundaries = None,
 ) -> Figure:
-    """Loss and learning rate per step; mIoU and pixel accuracy, or COCO AP and AP50, per
-    evaluation.
+    """Loss and learning rate per step and the ``eval_keys`` scores per evaluation (the task's
+    ``curve_metrics``: e.g. ``"mean_iou"``, ``"pixel_accuracy"`` or ``"AP"``, ``"AP50"``).
 
     ``records`` are metrics.jsonl-style dicts with a ``"step"``; those with ``"loss"`` (and
-    ``"lr"``) are training points, those with ``"mean_iou"`` / ``"pixel_accuracy"``
-    (segmentation) or ``"AP"`` / ``"AP50"`` (detection) evaluation points.
+    ``"lr"``) are training points, those with an ``eval_keys`` number evaluation points.
     ``stage_boundaries`` are steps, or (step, label) pairs, where a stage starts; by default
     they are read from the records' ``"stage"`` values (names, or 0-based indices labelled
     "stage 1", "stage 2", ...). Each is a dashed vertical line.
@@ -153,7 +154,7 @@ def plot_curves(
     panels = [
         (loss_ax, ["loss"], "loss"),
         (lr_ax, ["lr"], "learning rate"),
-        (eval_ax, _eval_keys(records), "evaluation"),
+        (eval_ax, list(eval_keys), "evaluation"),
     ]
     for ax, keys, title in panels:
         for key in keys:
@@ -181,13 +182,6 @@ def plot_curves(
     return fig
 
 
-def _eval_keys(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The evaluation scores to plot: the detection keys when the records have them."""
-    if any(key in record for record in records for key in DETECTION_EVAL_KEYS):
-        return list(DETECTION_EVAL_KEYS)
-    return list(SEGMENTATION_EVAL_KEYS)
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -197,7 +191,7 @@ def plot_confusion(matrix: ArrayLike, class_names: Sequence[str] | None = None) 
 
     Rows of classes absent from the ground truth stay blank. Cells are annotated up to 20 classes.
     """
-    counts = _numpy(matrix).astype(np.float64)
+    counts = to_numpy(matrix).astype(np.float64)
     k = counts.shape[0]
     if counts.shape != (k, k):
         raise ValueError(f"confusion matrix must be square (K, K), got shape {counts.shape}")
@@ -249,7 +243,7 @@ def plot_overlays(
             f"need as many images, targets and predictions (at least one), got "
             f"{len(images)}, {len(targets)} and {len(preds)}"
         )
-    colours = _palette(palette)
+    colours = as_palette(palette)
     fig = Figure(figsize=(9, 3 * len(images) + 0.6), layout="constrained")
     axes = fig.subplots(len(images), 3, squeeze=False)
     present: set[int] = set()
@@ -266,7 +260,7 @@ def plot_overlays(
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(title)
-        for mask in (_numpy(target), _numpy(pred)):
+        for mask in (to_numpy(target), to_numpy(pred)):
             ignored |= bool((mask == ignore_index).any())
             present.update(int(v) for v in np.unique(mask) if v != ignore_index)
     names = list(class_names) if class_names is not None else [str(i) for i in range(len(colours))]

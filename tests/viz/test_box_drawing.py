@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fcnlab.detection_eval import RECALL_POINTS, coco_evaluate
-from fcnlab.viz.detection import (
+from fcnlab.tasks.detection.coco_eval import RECALL_POINTS, coco_evaluate
+from fcnlab.viz.boxes import (
     LEGIBLE_SIDE,
     default_palette,
     draw_detections,
@@ -144,14 +144,14 @@ def test_pr_curves_per_class_and_mean_integrate_to_cocos_ap50(tmp_path: Path) ->
         plot_pr_curves(evaluation.pr_curves(0.5), names[:2])
 
 
-def test_curves_plot_ap_for_detection_records() -> None:
+def test_curves_plot_the_given_detection_keys() -> None:
     records = [{"kind": "train", "stage": 0, "step": s, "loss": 1.0 / s, "lr": 0.1} for s in
                range(1, 9)]  # fmt: skip
     records += [
         {"kind": "eval", "task": "detection", "stage": 0, "step": 4, "AP": 0.2, "AP50": 0.5},
         {"kind": "eval", "task": "detection", "stage": 0, "step": 8, "AP": None, "AP50": 0.7},
     ]
-    eval_ax = plot_curves(records).axes[2]
+    eval_ax = plot_curves(records, ("AP", "AP50")).axes[2]
     scores = [line for line in eval_ax.lines if line.get_linestyle() == "-"]  # not the stages
     assert [line.get_label() for line in scores] == ["AP", "AP50"]
     assert list(scores[0].get_xdata()) == [4]  # null (NaN) AP left out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fcnlab.metrics import ConfusionMatrix
 from fcnlab.runtime.precision import autocast, main_output
-from fcnlab.runtime.records import json_safe
+from fcnlab.runtime.records import json_safe, nan_for_none
+from fcnlab.tasks.base import run_evaluation
+from fcnlab.tasks.segmentation.metrics import ConfusionMatrix
 
 MEAN_KEYS = ("mean_iou", "pixel_accuracy", "mean_accuracy", "fw_iou")
 
@@ -32,7 +33,6 @@ class EvalResult:
     stage: int = 0
     epoch: int = 0
     step: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def score(self) -> float:
@@ -41,7 +41,8 @@ class EvalResult:
 
     def record(self) -> dict[str, Any]:
         """A JSON-safe ``metrics.jsonl`` line (NaN as null)."""
-        record = {"kind": "eval", "stage": self.stage, "epoch": self.epoch, "step": self.step}
+        record = {"kind": "eval", "task": "segmentation", "stage": self.stage}
+        record.update(epoch=self.epoch, step=self.step)
         record.update({key: getattr(self, key) for key in MEAN_KEYS})
         record.update(iou=self.iou, accuracy=self.accuracy, confusion=self.confusion)
         return json_safe(record)
@@ -49,20 +50,16 @@ class EvalResult:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> EvalResult:
         """The inverse of :meth:`record` (null back to NaN)."""
-        numbers = {key: _nan_for_none(record[key]) for key in MEAN_KEYS}
+        numbers = {key: nan_for_none(record[key]) for key in MEAN_KEYS}
         return cls(
             **numbers,
-            iou=[_nan_for_none(v) for v in record["iou"]],
-            accuracy=[_nan_for_none(v) for v in record["accuracy"]],
+            iou=[nan_for_none(v) for v in record["iou"]],
+            accuracy=[nan_for_none(v) for v in record["accuracy"]],
             confusion=record["confusion"],
             stage=record["stage"],
             epoch=record["epoch"],
             step=record["step"],
         )
-
-
-def _nan_for_none(value: float | None) -> float:
-    return float("nan") if value is None else value
 
 
 @torch.no_grad()
@@ -84,6 +81,35 @@ def predict(
     return logits.float()
 
 
+class SegmentationEvaluator:
+    """Counts a confusion matrix over batches of logits (N, K, H, W) and masks (N, H, W) and
+    scores it (the :class:`~fcnlab.tasks.base.Evaluator` of segmentation)."""
+
+    def __init__(self, num_classes: int, ignore_index: int | None = 255) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new evaluation."""
+        self.matrix = ConfusionMatrix(self.num_classes, self.ignore_index)
+
+    def process(self, logits: torch.Tensor, masks: torch.Tensor) -> None:
+        """Add one batch."""
+        self.matrix.update(logits.argmax(dim=1), masks.to(logits.device))
+
+    def evaluate(self) -> EvalResult:
+        """The four means and per-class scores over every process's batches."""
+        self.matrix.all_reduce()
+        scores = self.matrix.compute(sync=False)
+        return EvalResult(
+            **{key: scores[key] for key in MEAN_KEYS},
+            iou=scores["iou"],
+            accuracy=scores["accuracy"],
+            confusion=self.matrix.matrix.cpu().tolist(),
+        )
+
+
 def evaluate(
     model: nn.Module,
     loader: DataLoader,
@@ -100,20 +126,10 @@ def evaluate(
     each process passes its share and the confusion matrices are summed, so every process
     returns the scores of the whole set.
     """
-    was_training = model.training
-    model.eval()
-    matrix = ConfusionMatrix(num_classes, ignore_index)
-    try:
-        for images, masks in loader:
-            logits = predict(model, images, amp, channels_last) if infer is None else infer(images)
-            matrix.update(logits.argmax(dim=1), masks.to(logits.device))
-    finally:
-        model.train(was_training)
-    matrix.all_reduce()
-    scores = matrix.compute(sync=False)
-    return EvalResult(
-        **{key: scores[key] for key in MEAN_KEYS},
-        iou=scores["iou"],
-        accuracy=scores["accuracy"],
-        confusion=matrix.matrix.cpu().tolist(),
-    )
+    if infer is None:
+
+        def infer(images: torch.Tensor) -> torch.Tensor:
+            return predict(model, images, amp, channels_last)
+
+    evaluator = SegmentationEvaluator(num_classes, ignore_index)
+    return run_evaluation(model, loader, evaluator, infer)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fcnlab.losses import (
+from fcnlab.tasks.segmentation.losses import (
     LOSSES,
     CombinedLoss,
     CrossEntropyLoss,

@@ -10,17 +10,17 @@ import pytest
 import torch
 from torch import nn
 
-from fcnlab.engine.build import build_model_from_config
-from fcnlab.export import (
+from fcnlab.inference import ModelMetadata, load_trained
+from fcnlab.inference.export import (
     export_model,
     export_safetensors,
     export_torchscript,
     load_torchscript,
     onnx_metadata,
 )
-from fcnlab.inference import ModelMetadata, load_trained
 from fcnlab.inference.onnx_backend import require_export_extra
 from fcnlab.models import list_models
+from fcnlab.models.from_config import build_model_from_config
 
 HAS_EXPORT_EXTRA = all(find_spec(m) for m in ("onnx", "onnxruntime", "onnxscript"))
 needs_export_extra = pytest.mark.skipif(

@@ -1,37 +1,41 @@
-"""A run's pictures: curves, confusion matrix, validation overlays (``fcnlab.viz.plots``)."""
+"""What a segmentation evaluation prints and draws: tables, confusion matrix, overlays."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
+from rich.table import Table
 from torch import nn
 from torch.utils.data import Dataset
 
 from fcnlab.config import TransformConfig
-from fcnlab.engine.evaluate import EvalResult, predict
-from fcnlab.viz.plots import plot_confusion, plot_curves, plot_overlays, save_figure
+from fcnlab.tasks.base import class_names, per_class_table, scores_table
+from fcnlab.tasks.segmentation.evaluate import MEAN_KEYS, EvalResult, predict
+from fcnlab.viz.plots import plot_confusion, plot_overlays, save_figure
+
+MEAN_LABELS = ("mean IoU", "pixel accuracy", "mean accuracy", "f.w. IoU")
 
 
-def class_names(dataset: Dataset, num_classes: int) -> list[str]:
-    """``dataset.classes`` when it has them, else ``"0", "1", ...``."""
-    names = getattr(dataset, "classes", None)
-    return (
-        list(names)
-        if names is not None and len(names) == num_classes
-        else [str(i) for i in range(num_classes)]
+def epoch_table(result: EvalResult, title: str) -> Table:
+    """The evaluation printed after each epoch: the four means in percent."""
+    labels = ("mIoU", "pixel acc.", "mean acc.", "f.w. IoU")
+    scores = [(label, getattr(result, key)) for label, key in zip(labels, MEAN_KEYS, strict=True)]
+    return scores_table(title, scores)
+
+
+def results_table(result: EvalResult, names: list[str]) -> Table:
+    """IoU and accuracy per class, then the four means, in percent."""
+    keys = zip(MEAN_LABELS, MEAN_KEYS, strict=True)
+    means = [(label, [getattr(result, key)]) for label, key in keys]
+    return per_class_table(
+        "evaluation", ("IoU", "accuracy"), names, (result.iou, result.accuracy), means
     )
 
 
 def write_confusion(result: EvalResult, names: list[str], path: Path) -> Path:
     """``confusion.png``: the row-normalised confusion matrix."""
     return save_figure(plot_confusion(torch.tensor(result.confusion), names), path)
-
-
-def write_curves(records: list[dict[str, Any]], path: Path) -> Path:
-    """``curves.png``: loss and lr per step, mIoU and pixel accuracy per evaluation, stages."""
-    return save_figure(plot_curves(records), path)
 
 
 def write_overlays(

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from fcnlab.data.palettes import voc_palette
-from fcnlab.viz.plots import ArrayLike, _numpy, _palette, to_rgb
+from fcnlab.viz.plots import ArrayLike, as_palette, to_numpy, to_rgb
 
 # Classes named in a precision-recall legend; past this (COCO's 80) only the mean is.
 LEGEND_CLASSES = 20
@@ -65,9 +65,9 @@ def draw_detections(
         raise ValueError(f"draw_detections scale must be a positive integer, got {scale}")
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-    box_array = _numpy(boxes).astype(np.float64).reshape(-1, 4) * scale
-    label_array = _numpy(labels).astype(np.int64).reshape(-1)
-    score_array = None if scores is None else _numpy(scores).astype(np.float64).reshape(-1)
+    box_array = to_numpy(boxes).astype(np.float64).reshape(-1, 4) * scale
+    label_array = to_numpy(labels).astype(np.int64).reshape(-1)
+    score_array = None if scores is None else to_numpy(scores).astype(np.float64).reshape(-1)
     if len(label_array) != len(box_array) or (
         score_array is not None and len(score_array) != len(box_array)
     ):
@@ -76,7 +76,7 @@ def draw_detections(
             counts += f", {len(score_array)} scores"
         raise ValueError(f"draw_detections needs one label (and score) per box, got {counts}")
     needed = max(int(label_array.max(initial=-1)) + 1, len(class_names or ()), 1)
-    colours = default_palette(needed) if palette is None else _palette(palette)
+    colours = default_palette(needed) if palette is None else as_palette(palette)
     if len(label_array) and (label_array.min() < 0 or label_array.max() >= len(colours)):
         raise ValueError(
             f"labels {sorted(set(label_array.tolist()))} do not all index the palette's "
@@ -139,7 +139,7 @@ def plot_detections(
             f"need as many images, targets and predictions (at least one), got "
             f"{len(images)}, {len(targets)} and {len(predictions)}"
         )
-    colours = default_palette(len(class_names)) if palette is None else _palette(palette)
+    colours = default_palette(len(class_names)) if palette is None else as_palette(palette)
     fig = Figure(figsize=(8, 4 * len(images)), layout="constrained")
     side = min(to_rgb(images[0], mean, std).shape[:2])
     scale = max(1, math.ceil(LEGIBLE_SIDE / side))
@@ -149,10 +149,10 @@ def plot_detections(
         panels = [
             (draw_detections(rgb, target["boxes"], target["labels"], None, class_names, colours,
                              scale=scale),
-             f"ground truth ({len(_numpy(target['labels']))})"),
+             f"ground truth ({len(to_numpy(target['labels']))})"),
             (draw_detections(rgb, found["boxes"], found["labels"], found["scores"], class_names,
                              colours, scale=scale),
-             f"prediction ({len(_numpy(found['labels']))})"),
+             f"prediction ({len(to_numpy(found['labels']))})"),
         ]  # fmt: skip
         for ax, (picture, title) in zip(axes[row], panels, strict=True):
             ax.imshow(np.asarray(picture), interpolation="nearest")
@@ -177,16 +177,16 @@ def plot_pr_curves(
     COCO's AP at that IoU; the mean curve's area is the overall AP. Past ``LEGEND_CLASSES``
     classes only the mean is named.
     """
-    curves = _numpy(precision).astype(np.float64)
+    curves = to_numpy(precision).astype(np.float64)
     if curves.ndim != 2 or curves.shape[1] != len(class_names):
         raise ValueError(
             f"precision must be (R, K) with K = {len(class_names)} classes, got shape "
             f"{curves.shape}"
         )
-    points = np.linspace(0.0, 1.0, len(curves)) if recall is None else _numpy(recall)
+    points = np.linspace(0.0, 1.0, len(curves)) if recall is None else to_numpy(recall)
     if len(points) != len(curves):
         raise ValueError(f"{len(points)} recall points for {len(curves)} precision rows")
-    colours = default_palette(len(class_names)) if palette is None else _palette(palette)
+    colours = default_palette(len(class_names)) if palette is None else as_palette(palette)
     measured = [k for k in range(curves.shape[1]) if not np.isnan(curves[:, k]).all()]
     fig = Figure(figsize=(7, 5.5), layout="constrained")
     ax = fig.subplots()

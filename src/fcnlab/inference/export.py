@@ -183,14 +183,18 @@ def export_model(
 ) -> Path:
     """Export ``model`` with ``metadata`` to ``path`` in format ``fmt`` (see ``export_formats``).
 
-    Detectors export as safetensors only: the ONNX and TorchScript graphs carry one logits map,
-    and a detector's several head maps and its decoding have no exported form yet."""
-    from fcnlab.engine.tasks import model_task
+    The model's task says which formats hold it: a detector exports as safetensors only (the
+    ONNX and TorchScript graphs carry one logits map; a detector's several head maps and its
+    decoding have no exported form yet)."""
+    from fcnlab.tasks import task_of
 
-    if fmt != "safetensors" and model_task(model) == "detection":
+    if fmt not in EXPORTERS:
+        raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(export_formats())}")
+    task = task_of(model)
+    if fmt not in task.export_formats:
         raise ValueError(
-            f"{metadata.name!r} is a detector: it exports as --format safetensors only (ONNX and "
-            "TorchScript exports hold a segmentation model's logits)"
+            f"{metadata.name!r} is a {task.noun}: it exports as "
+            f"{' or '.join('--format ' + name for name in task.export_formats)} only"
         )
     return EXPORTERS.build(fmt, model.eval(), metadata, path, **options)
 

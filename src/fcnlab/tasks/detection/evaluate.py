@@ -1,13 +1,12 @@
 """Detection evaluation: run a detector over a loader and score it with COCOeval.
 
 Detections and ground truth are mapped back to each image's size as stored on disk
-(``orig_size``) before ``fcnlab.detection_eval.coco_evaluate``, so COCO's small/medium/large
-areas refer to the image as stored, whatever the transforms resized it to.
+(``orig_size``) before :func:`~fcnlab.tasks.detection.coco_eval.coco_evaluate`, so COCO's
+small/medium/large areas refer to the image as stored, whatever the transforms resized it to.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +15,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fcnlab.detection_eval import COCO_METRICS, coco_evaluate
 from fcnlab.runtime.distributed import DistInfo, all_gather_objects
 from fcnlab.runtime.precision import autocast
-from fcnlab.runtime.records import json_safe
+from fcnlab.runtime.records import json_safe, nan_for_none
+from fcnlab.tasks.base import run_evaluation
+from fcnlab.tasks.detection.coco_eval import COCO_METRICS, CocoEvaluation, coco_evaluate
 
 
 @dataclass
@@ -27,8 +27,9 @@ class DetectionEvalResult:
     """COCO scores of one evaluation: the 12 ``COCO_METRICS`` and AP per class.
 
     NaN marks a number without ground truth to measure (COCOeval's -1), and the AP of a class
-    without ground-truth objects. ``extra`` is not serialised: ``"evaluation"`` holds the
-    :class:`fcnlab.detection_eval.CocoEvaluation` (precision array, pycocotools' summary text).
+    without ground-truth objects. ``coco`` (not serialised: None for a result read back from a
+    record) is what COCOeval measured: the precision array behind the PR curves and
+    pycocotools' summary text.
     """
 
     stats: dict[str, float]
@@ -38,7 +39,7 @@ class DetectionEvalResult:
     stage: int = 0
     epoch: int = 0
     step: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    coco: CocoEvaluation | None = field(default=None, repr=False, compare=False)
 
     @property
     def score(self) -> float:
@@ -75,18 +76,14 @@ class DetectionEvalResult:
                 f"detection evaluation record lacks {missing} (it has {sorted(record)})"
             )
         return cls(
-            stats={key: _nan_for_none(record[key]) for key in COCO_METRICS},
-            per_class_ap=[_nan_for_none(v) for v in record["per_class_ap"]],
-            per_class_ap50=[_nan_for_none(v) for v in record["per_class_ap50"]],
+            stats={key: nan_for_none(record[key]) for key in COCO_METRICS},
+            per_class_ap=[nan_for_none(v) for v in record["per_class_ap"]],
+            per_class_ap50=[nan_for_none(v) for v in record["per_class_ap50"]],
             num_images=int(record.get("num_images", 0)),
             stage=record.get("stage", 0),
             epoch=record.get("epoch", 0),
             step=record.get("step", 0),
         )
-
-
-def _nan_for_none(value: float | None) -> float:
-    return math.nan if value is None else float(value)
 
 
 def _dist_info() -> DistInfo:
@@ -155,6 +152,51 @@ def to_original_frame(
     }
 
 
+class DetectionEvaluator:
+    """Collects ground truth and detections in each image's stored frame and scores them with
+    COCOeval (the :class:`~fcnlab.tasks.base.Evaluator` of detection)."""
+
+    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None) -> None:
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        self.categories: int | list[str] = list(class_names) if class_names else num_classes
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new evaluation."""
+        self.records: list[dict[str, Any]] = []
+        self.found: list[dict[str, torch.Tensor]] = []
+
+    def process(
+        self, detections: Sequence[Mapping[str, torch.Tensor]], targets: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Add one batch: the decoded detections and the target dicts, image by image."""
+        if len(detections) != len(targets):
+            raise ValueError(
+                f"model.decode returned {len(detections)} results for {len(targets)} images"
+            )
+        for target, detection in zip(targets, detections, strict=True):
+            record, mapped = to_original_frame(target, detection)
+            self.records.append(record)
+            self.found.append(mapped)
+
+    def evaluate(self) -> DetectionEvalResult:
+        """COCO AP over every process's images."""
+        shares = all_gather_objects((self.records, self.found), _dist_info())
+        records = [record for share, _ in shares for record in share]
+        found = [detection for _, share in shares for detection in share]
+        if not records:
+            raise ValueError("cannot evaluate a detector on an empty loader (no images)")
+        evaluation = coco_evaluate(records, found, self.categories)
+        return DetectionEvalResult(
+            stats=evaluation.stats,
+            per_class_ap=evaluation.class_ap(),
+            per_class_ap50=evaluation.class_ap(0.5),
+            num_images=len(records),
+            coco=evaluation,
+        )
+
+
 def evaluate_detection(
     model: nn.Module,
     loader: Any,
@@ -172,35 +214,9 @@ def evaluate_detection(
     ``score_threshold``. In a distributed run each process passes its share and the records are
     gathered, so every process returns the scores of the whole set.
     """
-    if class_names is not None and len(class_names) != num_classes:
-        raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
-    was_training = model.training
-    model.eval()
-    records: list[dict[str, Any]] = []
-    found: list[dict[str, torch.Tensor]] = []
-    try:
-        for images, targets in loader:
-            detections = detect(model, images, amp, channels_last, score_threshold, top_k)
-            if len(detections) != len(targets):
-                raise ValueError(
-                    f"model.decode returned {len(detections)} results for {len(targets)} images"
-                )
-            for target, detection in zip(targets, detections, strict=True):
-                record, mapped = to_original_frame(target, detection)
-                records.append(record)
-                found.append(mapped)
-    finally:
-        model.train(was_training)
-    shares = all_gather_objects((records, found), _dist_info())
-    records = [record for share, _ in shares for record in share]
-    found = [detection for _, share in shares for detection in share]
-    if not records:
-        raise ValueError("cannot evaluate a detector on an empty loader (no images)")
-    evaluation = coco_evaluate(records, found, list(class_names) if class_names else num_classes)
-    return DetectionEvalResult(
-        stats=evaluation.stats,
-        per_class_ap=evaluation.class_ap(),
-        per_class_ap50=evaluation.class_ap(0.5),
-        num_images=len(records),
-        extra={"evaluation": evaluation},
-    )
+    evaluator = DetectionEvaluator(num_classes, class_names)
+
+    def infer(images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        return detect(model, images, amp, channels_last, score_threshold, top_k)
+
+    return run_evaluation(model, loader, evaluator, infer)  # type: ignore[return-value]

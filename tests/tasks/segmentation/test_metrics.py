@@ -10,7 +10,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fcnlab.metrics import ConfusionMatrix, confusion_matrix, json_safe, segmentation_scores
+from fcnlab.tasks.segmentation.metrics import (
+    ConfusionMatrix,
+    confusion_matrix,
+    json_safe,
+    segmentation_scores,
+)
 
 # Hand-worked: 3 classes, one ignored pixel (whose prediction must not count).
 TARGET = torch.tensor([[[0, 0, 1], [1, 2, 255]]])

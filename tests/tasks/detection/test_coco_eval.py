@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fcnlab.detection_eval import (
+from fcnlab.tasks.detection.coco_eval import (
     COCO_METRICS,
     RECALL_POINTS,
     average_precision,

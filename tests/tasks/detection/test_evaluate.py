@@ -5,13 +5,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from helpers.gloo import run_two_processes
 from torch import nn
 
-from fcnlab.detection_eval import COCO_METRICS, coco_map
-from fcnlab.engine.detection_evaluate import (
+from fcnlab.tasks.detection.coco_eval import COCO_METRICS, CocoEvaluation, coco_map
+from fcnlab.tasks.detection.evaluate import (
     DetectionEvalResult,
     evaluate_detection,
     to_original_frame,
@@ -108,7 +109,8 @@ def test_perfect_detections_score_one_and_mode_is_restored() -> None:
     # false positive of class 0 ranked below its true positive: still AP 1.
     low = evaluate_detection(model, [batch([1, 2], targets)], 4, score_threshold=0.0)
     assert low.stats["AP"] == pytest.approx(1.0)
-    summary = result.extra["evaluation"].summary.splitlines()
+    assert result.coco is not None
+    summary = result.coco.summary.splitlines()
     assert len(summary) == 12
     assert summary[0].startswith(" Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all")
 
@@ -179,12 +181,12 @@ def test_record_round_trip_is_json_safe() -> None:
         stage=1,
         epoch=2,
         step=40,
-        extra={"evaluation": object()},
+        coco=CocoEvaluation({}, np.zeros(0), "summary"),
     )
     record = result.record()
     text = json.dumps(record, allow_nan=False)
     assert record["kind"] == "eval" and record["task"] == "detection"
-    assert record["AP"] == 0.5 and record["APs"] is None and "extra" not in record
+    assert record["AP"] == 0.5 and record["APs"] is None and "coco" not in record
     assert (record["stage"], record["epoch"], record["step"]) == (1, 2, 40)
     back = DetectionEvalResult.from_record(json.loads(text))
     assert back.per_class_ap[0] == 0.25 and math.isnan(back.per_class_ap[1])

@@ -1,19 +1,35 @@
-"""A detection run's pictures: ground truth beside predictions, precision-recall curves."""
+"""What a detection evaluation prints and draws: COCO AP tables, ground truth beside
+predictions, precision-recall curves."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from rich.table import Table
 from torch import nn
 from torch.utils.data import Dataset
 
 from fcnlab.config import TransformConfig
-from fcnlab.detection_eval import RECALL_POINTS
-from fcnlab.engine.detection_evaluate import DetectionEvalResult, detect
-from fcnlab.engine.report import class_names
-from fcnlab.viz.detection import default_palette, plot_detections, plot_pr_curves
+from fcnlab.tasks.base import class_names, per_class_table, scores_table
+from fcnlab.tasks.detection.coco_eval import RECALL_POINTS
+from fcnlab.tasks.detection.evaluate import DetectionEvalResult, detect
+from fcnlab.viz.boxes import default_palette, plot_detections, plot_pr_curves
 from fcnlab.viz.plots import save_figure
+
+HEADLINE = ("AP", "AP50", "AP75", "AR100")
+
+
+def epoch_table(result: DetectionEvalResult, title: str) -> Table:
+    """COCO AP, AP50, AP75 and AR@100 in percent."""
+    return scores_table(title, [(key, result.stats[key]) for key in HEADLINE])
+
+
+def results_table(result: DetectionEvalResult, names: list[str]) -> Table:
+    """COCO AP (IoU 0.50:0.95) and AP50 per class, then over the classes, in percent."""
+    mean = [("mean", [result.stats["AP"], result.stats["AP50"]])]
+    per_class = (result.per_class_ap, result.per_class_ap50)
+    return per_class_table("COCO AP per class", ("AP", "AP50"), names, per_class, mean)
 
 
 def detection_palette(dataset: Dataset, num_classes: int) -> np.ndarray:
@@ -64,8 +80,8 @@ def write_pr_curves(
     result: DetectionEvalResult, names: list[str], path: Path, palette: np.ndarray | None = None
 ) -> Path:
     """``pr_curve.png``: precision-recall per class at IoU 0.5 and the class mean, from
-    COCOeval's precision array (``result.extra["evaluation"]``)."""
-    evaluation = result.extra.get("evaluation")
+    COCOeval's precision array (``result.coco``)."""
+    evaluation = result.coco
     if evaluation is None:
         raise ValueError(
             "this detection result has no COCOeval precision array (results read back from a "

@@ -7,10 +7,10 @@ import torch
 from PIL import Image
 
 from fcnlab.config import TransformConfig
-from fcnlab.data import build_dataset, detection_collate, detection_eval_transforms
-from fcnlab.engine.detection_evaluate import DetectionEvalResult, evaluate_detection
-from fcnlab.engine.detection_report import write_detection_pictures, write_pr_curves
+from fcnlab.data import build_dataset, detection_collate, eval_transforms
 from fcnlab.models import build_model
+from fcnlab.tasks.detection.evaluate import DetectionEvalResult, evaluate_detection
+from fcnlab.tasks.detection.report import write_detection_pictures, write_pr_curves
 
 
 def tiny_centernet() -> torch.nn.Module:
@@ -25,7 +25,7 @@ def test_run_pictures_of_a_real_detector_on_shapes(tmp_path: Path) -> None:
     transforms = TransformConfig()
     dataset = build_dataset(
         "shapes", root=None, split="val", task="detection", num_images=3, size=32,
-        transforms=detection_eval_transforms(None, mean=transforms.mean, std=transforms.std),
+        transforms=eval_transforms(None, mean=transforms.mean, std=transforms.std),
     )  # fmt: skip
     model = tiny_centernet().train()
     path = write_detection_pictures(model, dataset, 2, transforms, tmp_path / "detections.png")

@@ -1,0 +1,67 @@
+"""Detections on new images: boxes drawn with class names and scores (``NAME_boxes.png``) and
+all detections in COCO's format (``detections.json``).
+
+``detections.json`` holds "images" (id, file_name, height, width), "categories" (id = label + 1,
+name) and "annotations", COCO result entries (image_id, category_id, bbox [x, y, w, h] in
+pixels, score) with an "id" each, so that pycocotools reads the file with ``COCO(path)`` and the
+list with ``COCO.loadRes``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from fcnlab.data.transforms import normalize
+from fcnlab.inference import ModelMetadata, to_image_tensor
+from fcnlab.tasks.detection.coco_eval import detections_to_coco
+from fcnlab.tasks.detection.evaluate import detect
+from fcnlab.viz.boxes import draw_detections
+
+
+def write_detections(
+    model: nn.Module,
+    metadata: ModelMetadata,
+    images: Sequence[Path],
+    out: Path,
+    device: torch.device,
+    score_threshold: float,
+    console: Console,
+) -> Path:
+    """Draw each image's boxes (``NAME_boxes.png``) and write all detections as COCO-format
+    results (``detections.json``); return the JSON's path."""
+    model.to(device).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    palette = metadata.palette_array()
+    entries, listed = [], []
+    for image_id, path in enumerate(images):
+        image = to_image_tensor(path)
+        batch = normalize(image[None], metadata.mean, metadata.std)
+        found = detect(model, batch, score_threshold=score_threshold)[0]
+        drawn = draw_detections(
+            image, found["boxes"], found["labels"], found["scores"], metadata.classes, palette
+        )
+        drawn.save(out / f"{path.stem}_boxes.png")
+        listed.append(
+            {"id": image_id, "file_name": str(path), "height": image.shape[1],
+             "width": image.shape[2]}
+        )  # fmt: skip
+        entries += detections_to_coco([found], [image_id])
+        console.print(
+            f"{path} -> {out / path.stem}_boxes.png ({len(found['scores'])} boxes)", markup=False
+        )
+    for k, entry in enumerate(entries):
+        entry["id"] = k + 1
+    results = {
+        "images": listed,
+        "categories": [{"id": k + 1, "name": name} for k, name in enumerate(metadata.classes)],
+        "annotations": entries,
+    }
+    path = out / "detections.json"
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    return path
