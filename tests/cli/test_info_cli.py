@@ -13,3 +13,5 @@ def test_info_lists_every_registered_name(capsys: pytest.CaptureFixture[str]) ->
     for name in [*list_models(), *list_encoders(), *list_datasets()]:
         assert name in out
     assert "cpu" in out
+    assert "detection models: centernet, fcos" in out
+    assert f"detection data sets: {', '.join(list_datasets('detection'))}" in out

@@ -30,20 +30,21 @@ def devices() -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print one table per kind of thing."""
+    """Print the models and data sets of every task, the encoders and the devices."""
     from fcnlab.data import list_datasets
-    from fcnlab.models import list_encoders, list_models
+    from fcnlab.models import list_encoders, list_models, model_task
+    from fcnlab.tasks import task_names
 
     console = Console()
     console.print(
         f"fcnlab {__version__}, torch {torch.__version__}, Python {platform.python_version()}"
     )
-    for title, names in (
-        ("models", list_models()),
-        ("encoders", list_encoders()),
-        ("data sets", list_datasets()),
-    ):
-        console.print(f"[bold]{title}:[/bold] " + ", ".join(names))
+    lines = []
+    for task in task_names():
+        models = [name for name in list_models() if model_task(name) == task]
+        lines += [(f"{task} models", models), (f"{task} data sets", list_datasets(task))]
+    for title, names in [*lines, ("encoders", list_encoders())]:
+        console.print(f"[bold]{title}:[/bold] " + ", ".join(names), highlight=False)
     table = Table("device", "description", title="devices")
     for name, description in devices():
         table.add_row(name, description)

@@ -12,7 +12,7 @@ from fcnlab.runtime.checkpoint import (
     save_checkpoint,
     save_safetensors,
 )
-from fcnlab.runtime.precision import autocast, main_output, model_device
+from fcnlab.runtime.precision import autocast, main_output, model_device, model_input
 from fcnlab.runtime.records import json_safe, nan_for_none
 from fcnlab.runtime.run_dir import RunLog, read_metrics
 
@@ -27,6 +27,7 @@ __all__ = [
     "load_weights",
     "main_output",
     "model_device",
+    "model_input",
     "nan_for_none",
     "read_metrics",
     "save_checkpoint",

@@ -49,6 +49,14 @@ def init_distributed(device_type: str) -> DistInfo:
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
+def current_dist_info() -> DistInfo:
+    """The rank and world size of the process group this process is in (one process when none
+    is initialised)."""
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size())
+    return DistInfo()
+
+
 def cleanup_distributed() -> None:
     """Leave the process group (a no-op when none was joined)."""
     if dist.is_initialized():

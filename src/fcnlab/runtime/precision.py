@@ -23,6 +23,16 @@ def main_output(output: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
     return output["out"] if isinstance(output, dict) else output
 
 
+def model_input(
+    model: torch.nn.Module, images: torch.Tensor, channels_last: bool = False
+) -> torch.Tensor:
+    """``images`` on ``model``'s device, in channels-last memory format when asked."""
+    images = images.to(model_device(model), non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of ``model``'s first parameter (CPU for a model without parameters)."""
     parameter = next(model.parameters(), None)

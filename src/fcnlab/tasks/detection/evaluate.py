@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from fcnlab.runtime.distributed import DistInfo, all_gather_objects
-from fcnlab.runtime.precision import autocast
+from fcnlab.runtime.distributed import all_gather_objects, current_dist_info
+from fcnlab.runtime.precision import autocast, model_input
 from fcnlab.runtime.records import json_safe, nan_for_none
 from fcnlab.tasks.base import run_evaluation
 from fcnlab.tasks.detection.coco_eval import COCO_METRICS, CocoEvaluation, coco_evaluate
@@ -86,12 +85,6 @@ class DetectionEvalResult:
         )
 
 
-def _dist_info() -> DistInfo:
-    if dist.is_available() and dist.is_initialized():
-        return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size())
-    return DistInfo()
-
-
 @torch.no_grad()
 def detect(
     model: nn.Module,
@@ -103,11 +96,8 @@ def detect(
 ) -> list[dict[str, torch.Tensor]]:
     """``model.decode`` of a batch (N, 3, H, W): per image {"boxes" (K, 4) xyxy in the batch's
     pixels, "scores", "labels"}, on the CPU in float32; the model's mode is left as it was."""
-    device = next(model.parameters()).device
-    images = images.to(device, non_blocking=True)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    with autocast(device, amp):
+    images = model_input(model, images, channels_last)
+    with autocast(images.device, amp):
         outputs = model(images)
     # Decoding (sigmoids, box arithmetic) in float32 whatever precision the forward ran in.
     outputs = {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
@@ -182,7 +172,7 @@ class DetectionEvaluator:
 
     def evaluate(self) -> DetectionEvalResult:
         """COCO AP over every process's images."""
-        shares = all_gather_objects((self.records, self.found), _dist_info())
+        shares = all_gather_objects((self.records, self.found), current_dist_info())
         records = [record for share, _ in shares for record in share]
         found = [detection for _, share in shares for detection in share]
         if not records:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fcnlab.runtime.precision import autocast, main_output
+from fcnlab.runtime.precision import autocast, main_output, model_input
 from fcnlab.runtime.records import json_safe, nan_for_none
 from fcnlab.tasks.base import run_evaluation
 from fcnlab.tasks.segmentation.metrics import ConfusionMatrix
@@ -70,11 +70,8 @@ def predict(
     channels_last: bool = False,
 ) -> torch.Tensor:
     """Class logits (N, K, H, W) at the images' size; the model's mode is left as it was."""
-    device = next(model.parameters()).device
-    images = images.to(device, non_blocking=True)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    with autocast(device, amp):
+    images = model_input(model, images, channels_last)
+    with autocast(images.device, amp):
         logits = main_output(model(images))
     if logits.shape[-2:] != images.shape[-2:]:
         logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear")
