@@ -52,7 +52,7 @@ def test_box_outline_covers_the_box_edges_exactly() -> None:
         image, [[2, 3, 10, 12]], [1], palette=PALETTE, line_width=1, show_text=False, scale=2
     )
     np.testing.assert_array_equal(np.asarray(large), outline((40, 60), (4, 6, 20, 24), [0, 255, 0]))
-    # A float (3, H, W) image in [0, 1] is converted as fcnlab.viz.plots.to_rgb does.
+    # A float (3, H, W) image in [0, 1] is converted as fcnlab.viz.colours.to_rgb does.
     grey = draw_detections(torch.full((3, 4, 4), 0.5), [], [], show_text=False)
     assert np.asarray(grey).tolist() == [[[128] * 3] * 4] * 4
 

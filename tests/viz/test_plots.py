@@ -8,16 +8,8 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from fcnlab.viz.plots import (
-    IGNORE_COLOR,
-    colorize,
-    overlay,
-    plot_confusion,
-    plot_curves,
-    plot_overlays,
-    save_figure,
-    to_rgb,
-)
+from fcnlab.viz.colours import IGNORE_COLOR, colorize, overlay, to_rgb
+from fcnlab.viz.plots import plot_confusion, plot_curves, plot_overlays, save_figure
 
 PALETTE = np.array([[0, 0, 0], [128, 0, 0], [0, 128, 0], [10, 20, 30]], dtype=np.uint8)
 MASK = torch.tensor([[0, 1, 2], [3, 255, 1]])

@@ -1,18 +1,11 @@
-"""Pictures: training-run plots (``fcnlab.viz.plots``), boxes and precision-recall curves
-(``viz.detection``) and lesson figures (``viz.lesson``)."""
+"""Pictures: mask colours (``fcnlab.viz.colours``), training-run plots (``viz.plots``), boxes
+and precision-recall curves (``viz.boxes``) and lesson figures (``viz.lesson``)."""
 
 from __future__ import annotations
 
 from fcnlab.viz.boxes import draw_detections, plot_detections, plot_pr_curves
-from fcnlab.viz.plots import (
-    colorize,
-    overlay,
-    plot_confusion,
-    plot_curves,
-    plot_overlays,
-    save_figure,
-    to_rgb,
-)
+from fcnlab.viz.colours import colorize, overlay, to_rgb
+from fcnlab.viz.plots import plot_confusion, plot_curves, plot_overlays, save_figure
 
 __all__ = [
     "colorize",

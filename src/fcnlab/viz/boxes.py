@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from fcnlab.data.palettes import voc_palette
-from fcnlab.viz.plots import ArrayLike, as_palette, to_numpy, to_rgb
+from fcnlab.viz.colours import ArrayLike, as_palette, to_numpy, to_rgb
 
 # Classes named in a precision-recall legend; past this (COCO's 80) only the mean is.
 LEGEND_CLASSES = 20
@@ -51,7 +51,7 @@ def draw_detections(
     """A copy of ``image`` with each box outlined in its class colour and captioned with its
     class name (and score, when ``scores`` are given) on a filled tab.
 
-    ``image`` is a PIL image or anything :func:`fcnlab.viz.plots.to_rgb` takes (uint8 (H, W, 3)
+    ``image`` is a PIL image or anything :func:`fcnlab.viz.colours.to_rgb` takes (uint8 (H, W, 3)
     or float (3, H, W) in [0, 1]). ``palette`` defaults to :func:`default_palette` for the
     largest label (or the class names); ``class_names`` to the label numbers. ``scale`` > 1
     draws on the image enlarged that many times (nearest neighbour), so that captions stay
@@ -131,7 +131,7 @@ def plot_detections(
     """One row per image: ground truth | prediction, boxes drawn by :func:`draw_detections`
     (on images enlarged to at least ``LEGIBLE_SIDE`` pixels, so captions stay readable).
 
-    Images as :func:`fcnlab.viz.plots.to_rgb` takes them (``mean``/``std`` undo a
+    Images as :func:`fcnlab.viz.colours.to_rgb` takes them (``mean``/``std`` undo a
     normalisation); targets {"boxes", "labels"}; predictions {"boxes", "labels", "scores"}.
     """
     if not len(images) == len(targets) == len(predictions) > 0:

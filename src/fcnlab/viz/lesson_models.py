@@ -19,7 +19,7 @@ from torch import nn
 from fcnlab.data import Shapes
 from fcnlab.models import build_model
 from fcnlab.models.classifier import build_classifier, classifier_as_fcn
-from fcnlab.viz.plots import colorize
+from fcnlab.viz.colours import colorize
 
 WIDTH = 1 / 16
 TRAIN_SIZE = 96  # the classifier's input: pool5 is 3x3, so fc6 is a 3x3 convolution

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from fcnlab.inference import Predictor, to_image_tensor
 from fcnlab.inference.options import PredictOptions
-from fcnlab.viz.plots import colorize, overlay
+from fcnlab.viz.colours import colorize, overlay
 
 
 def index_mask_image(labels: np.ndarray) -> Image.Image:
