@@ -6,6 +6,7 @@ from torch import nn
 
 from fcnlab.models import build_encoder, list_encoders
 from fcnlab.models.classifier import build_classifier
+from fcnlab.models.encoders import StagedEncoder
 
 ENCODER_NAMES = ["vgg16", "vgg16_bn", "resnet18", "resnet34", "resnet50", "resnet101"]
 ENCODER_NAMES += ["darknet19", "darknet53"]
@@ -162,3 +163,15 @@ def test_unknown_encoder_lists_the_known_ones() -> None:
         build_encoder("vgg17")
     with pytest.raises(ValueError, match="output_stride must be 8, 16 or 32, got 4"):
         build_encoder("resnet18", output_stride=4)
+
+
+def test_staged_encoder_returns_every_stage_output_in_turn() -> None:
+    class Pyramid(StagedEncoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stages = nn.ModuleList([nn.Identity(), nn.AvgPool2d(2), nn.AvgPool2d(2)])
+
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    features = Pyramid()(x)
+    assert [tuple(f.shape[-2:]) for f in features] == [(4, 4), (2, 2), (1, 1)]
+    assert torch.equal(features[0], x) and float(features[2]) == x.mean()

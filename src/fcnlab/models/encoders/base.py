@@ -1,4 +1,5 @@
-"""What every encoder shares: feature metadata, channel scaling, classifier-key handling."""
+"""What every encoder shares: feature metadata, channel scaling, classifier-key handling, and
+the forward pass of an encoder that is a plain sequence of stages."""
 
 from __future__ import annotations
 
@@ -33,3 +34,21 @@ class Encoder(nn.Module):
     def adapt_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``state`` without the classifier layers; ``load_weights`` calls this first."""
         return {k: v for k, v in state.items() if not k.startswith(self.classifier_prefixes)}
+
+
+class StagedEncoder(Encoder):
+    """An encoder whose ``stages`` (an ``nn.ModuleList``) run in turn, each output a feature.
+
+    DarkNet and U-Net's contracting path are built this way; VGG (features at its pools) and
+    ResNet (the stem before the max pool) define their own ``forward``.
+    """
+
+    stages: nn.ModuleList
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(N, C, H, W) -> the output of every stage, shallow to deep."""
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fcnlab.models.encoders.base import Encoder, scale_channels
+from fcnlab.models.encoders.base import StagedEncoder, scale_channels
 from fcnlab.models.registry import ENCODERS
 
 # DarkNet-19 stages: the convolutions (filters, size) at strides 2, 4, 8, 16, 32. Each stage
@@ -60,7 +60,7 @@ class Residual(nn.Module):
         return x + self.expand(self.reduce(x))
 
 
-class DarkNetEncoder(Encoder):
+class DarkNetEncoder(StagedEncoder):
     """A stack of stages; the output of each is a feature (reductions 2, 4, 8, 16, 32)."""
 
     def __init__(self, stages: list[nn.Sequential], out_channels: list[int]) -> None:
@@ -68,14 +68,6 @@ class DarkNetEncoder(Encoder):
         self.stages = nn.ModuleList(stages)
         self.out_channels = out_channels
         self.reductions = [2 ** (i + 1) for i in range(len(stages))]
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(N, 3, H, W) -> one feature per stage, shallow to deep."""
-        features = []
-        for stage in self.stages:
-            x = stage(x)
-            features.append(x)
-        return features
 
 
 @ENCODERS.register("darknet19")

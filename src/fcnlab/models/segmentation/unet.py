@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from fcnlab.models.blocks import conv_bn_relu, fit_size
-from fcnlab.models.encoders.base import Encoder, scale_channels
+from fcnlab.models.encoders.base import StagedEncoder, scale_channels
 from fcnlab.models.registry import ENCODERS, MODELS, make_encoder
 from fcnlab.models.weights import WeightsSource
 from fcnlab.nn import FixedUpsample, LearnedUpsample, ResizeConv
@@ -156,7 +156,7 @@ class UNet(nn.Module):
         return self.head(self.decoder(features, x.shape[-2:]))
 
 
-class UNetEncoder(Encoder):
+class UNetEncoder(StagedEncoder):
     """The paper's contracting path: double convs, a 2x2 max pool before each deeper stage.
 
     Features at reductions 1, 2, 4, ... with 64, 128, 256, ... channels (times ``width``).
@@ -178,14 +178,6 @@ class UNetEncoder(Encoder):
             pool = [nn.MaxPool2d(2, ceil_mode=True)] if i else []
             self.stages.append(nn.Sequential(*pool, double_conv(previous, channels, batch_norm)))
             previous = channels
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(N, C, H, W) -> [stage1 (H, W), stage2 (H/2, W/2), ...], shallow to deep."""
-        features = []
-        for stage in self.stages:
-            x = stage(x)
-            features.append(x)
-        return features
 
 
 @ENCODERS.register("unet")
