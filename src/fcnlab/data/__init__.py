@@ -1,12 +1,13 @@
-"""Segmentation and detection data: real on-disk formats, the synthetic ``Shapes`` set, joint
-transforms (masks or boxes), the detection collate function."""
+"""Data for every task: real on-disk formats (one module per format, each registering its task
+views), the synthetic ``Shapes`` set, one joint transform pipeline that moves masks, boxes and
+instance masks with the image, and the collate function for target dicts."""
 
 from __future__ import annotations
 
-from fcnlab.data import box_transforms, datasets, transforms
-from fcnlab.data.box_transforms import detection_eval_transforms, detection_train_transforms
-from fcnlab.data.detection import DetectionDataset, detection_collate, make_target
-from fcnlab.data.registry import DATASETS, DETECTION_DATASETS, build_dataset, list_datasets
+from fcnlab.data import datasets, transforms
+from fcnlab.data.base import DetectionDataset, SegmentationDataset
+from fcnlab.data.collate import collate_targets, detection_collate
+from fcnlab.data.registry import DATASETS, build_dataset, dataset_tasks, list_datasets
 from fcnlab.data.shapes import SHAPE_KINDS, Shapes, dominant_class
 from fcnlab.data.stats import (
     BoxCounter,
@@ -16,6 +17,7 @@ from fcnlab.data.stats import (
     class_frequencies,
     median_frequency_weights,
 )
+from fcnlab.data.targets import make_target, select_instances
 from fcnlab.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -26,7 +28,6 @@ from fcnlab.data.transforms import (
 
 __all__ = [
     "DATASETS",
-    "DETECTION_DATASETS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "SHAPE_KINDS",
@@ -36,19 +37,20 @@ __all__ = [
     "Compose",
     "DetectionDataset",
     "FrequencyCounter",
+    "SegmentationDataset",
     "Shapes",
-    "box_transforms",
     "build_dataset",
     "class_frequencies",
+    "collate_targets",
+    "dataset_tasks",
     "datasets",
     "detection_collate",
-    "detection_eval_transforms",
-    "detection_train_transforms",
     "dominant_class",
     "eval_transforms",
     "list_datasets",
     "make_target",
     "median_frequency_weights",
+    "select_instances",
     "train_transforms",
     "transforms",
 ]

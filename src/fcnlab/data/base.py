@@ -1,10 +1,12 @@
-"""``FileDataset``: the shared body of every file-backed data set, and ``SegmentationDataset``.
+"""``FileDataset``: the shared body of every file-backed data set, and the bases of its task
+views, ``SegmentationDataset`` and ``DetectionDataset``.
 
 A data set is a list of ``(image_path, annotation_path)`` samples plus its classes; indexing, joint
-transforms, checking every file and skipping invalid ones live here once. A segmentation subclass
+transforms, checking every file and skipping invalid ones live here once. A segmentation view
 finds ``(image_path, mask_path)`` samples in its layout and, where its files store something other
-than class indices, overrides :meth:`SegmentationDataset.load_mask`; detection data sets build on
-:class:`FileDataset` in :mod:`fcnlab.data.detection`.
+than class indices, overrides :meth:`SegmentationDataset.load_mask`; a detection view reads its
+annotation format into a target dict (:mod:`fcnlab.data.targets`) in
+:meth:`DetectionDataset.load_target`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from fcnlab.data.io import (
     require_path,
     validate_mask,
 )
+from fcnlab.data.targets import Target
 
 Sample = tuple[Path, Path]
 Transforms = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -124,6 +127,8 @@ class SegmentationDataset(FileDataset):
     it is logged, counted in ``skipped`` and the next valid sample is returned in its place.
     """
 
+    task = "segmentation"
+
     def __init__(
         self,
         samples: Sequence[Sample],
@@ -151,6 +156,44 @@ class SegmentationDataset(FileDataset):
         image, mask = self.load_image(index), self.load_mask(index)
         check_same_size(image, mask, *self.samples[index])
         return image, mask
+
+
+class DetectionDataset(FileDataset):
+    """``ds[i]`` is ``(image, target)`` (see :mod:`fcnlab.data.targets`) from ``(image_path,
+    annotation_path)`` samples; a subclass reads its annotation format in :meth:`load_target`.
+
+    ``transforms(image, target) -> (image, target)`` moves the boxes with the image (see
+    :mod:`fcnlab.data.transforms`); ``image_size`` is set from the image it returns. An
+    invalid file or annotation raises :class:`~fcnlab.data.io.DataFormatError` naming the file and
+    the annotation; with ``skip_invalid=True`` the sample is logged and counted in ``skipped``,
+    and the next valid one is returned in its place.
+    """
+
+    task = "detection"
+
+    def load_target(self, index: int) -> Target:
+        """The target of sample ``index`` before transforms, its boxes checked against the image
+        size its annotation records (``orig_size``)."""
+        raise NotImplementedError
+
+    def load(self, index: int) -> tuple[torch.Tensor, Target]:
+        """Sample ``index`` before transforms; raises ``DataFormatError`` for a bad file."""
+        target = self.load_target(index)
+        image_path, annotation_path = self.samples[index]
+        image = read_image(image_path)
+        found = (int(image.shape[1]), int(image.shape[2]))
+        if found != target["orig_size"]:
+            height, width = target["orig_size"]
+            raise DataFormatError(
+                annotation_path,
+                f"records the image '{image_path}' as {height}x{width} but it is "
+                f"{found[0]}x{found[1]} (height x width)",
+            )
+        return image, target
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
+        image, target = super().__getitem__(index)
+        return image, {**target, "image_size": (int(image.shape[1]), int(image.shape[2]))}
 
 
 def find_files(folder: Path, pattern: str, layout: str) -> list[Path]:

@@ -10,6 +10,7 @@ has to learn shape, not colour. Sample ``i`` is generated from a generator seede
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,13 +18,27 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from fcnlab.data.detection import make_target
-from fcnlab.data.registry import DATASETS, DETECTION_DATASETS
+from fcnlab.data.registry import DATASETS
+from fcnlab.data.targets import make_target
 
 SHAPE_KINDS = ("disk", "square", "triangle", "ring", "bar", "cross")
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
-TARGETS = ("mask", "dominant", "boxes")
-TASKS = {"mask": "segmentation", "dominant": "classification", "boxes": "detection"}
+
+
+@dataclass(frozen=True)
+class ShapesTarget:
+    """What ``Shapes(target=...)`` gives with each image: samples of which task, and whether
+    class 0 is the background (class maps) or the first shape kind (boxes)."""
+
+    task: str
+    background: bool
+
+
+TARGETS = {
+    "mask": ShapesTarget("segmentation", background=True),
+    "dominant": ShapesTarget("classification", background=True),
+    "boxes": ShapesTarget("detection", background=False),
+}
 # Background black, then one well-separated colour per shape kind (for drawing masks only).
 SHAPES_PALETTE = np.array(
     [
@@ -142,15 +157,15 @@ class Shapes(Dataset):
     image: float32 (3, H, W) in [0, 1]; mask: int64 (H, W) with 0 = background and 1.. the shape
     kinds in ``SHAPE_KINDS`` order; ``target="dominant"`` returns instead the class covering the
     most pixels (``dominant_class``), for image-level classification; ``target="boxes"`` returns
-    a detection target (:mod:`fcnlab.data.detection`) of the visible shapes, labels 0-based over
-    the shape kinds (no background), and ``transforms`` must then move boxes
-    (:mod:`fcnlab.data.box_transforms`). ``num_classes`` is always the data set's
-    ``num_classes``: with masks it counts the background, with boxes only the kinds (so 6 means
-    five kinds with masks, all six with boxes). ``size`` is an int or
-    (H, W); ``scale`` bounds the shape radius as a fraction of the smaller side. Difficulty
-    knobs: ``shapes_per_image``, ``scale``, ``texture`` (strength of the background and shape
-    textures, 0 = flat colours) and ``noise`` (Gaussian standard deviation). ``cache=True``
-    keeps every rendered sample in memory (per process), for many epochs over a small set.
+    a detection target (:mod:`fcnlab.data.targets`) of the visible shapes, labels 0-based over
+    the shape kinds (no background), which the joint transforms (:mod:`fcnlab.data.transforms`)
+    move with the image. ``num_classes`` is always the data set's ``num_classes``: with masks it
+    counts the background, with boxes only the kinds (so 6 means five kinds with masks, all six
+    with boxes). ``size`` is an int or (H, W); ``scale`` bounds the shape radius as a fraction
+    of the smaller side. Difficulty knobs: ``shapes_per_image``, ``scale``, ``texture``
+    (strength of the background and shape textures, 0 = flat colours) and ``noise`` (Gaussian
+    standard deviation). ``cache=True`` keeps every rendered sample in memory (per process), for
+    many epochs over a small set.
     """
 
     ignore_index = 255
@@ -172,7 +187,7 @@ class Shapes(Dataset):
     ) -> None:
         if target not in TARGETS:
             raise ValueError(f"Shapes target {target!r}: expected one of {', '.join(TARGETS)}")
-        background = 0 if target == "boxes" else 1
+        background = int(TARGETS[target].background)
         if not 1 + background <= num_classes <= len(SHAPE_KINDS) + background:
             counted = "" if background == 0 else "background + "
             raise ValueError(
@@ -197,7 +212,7 @@ class Shapes(Dataset):
         self.texture = texture
         self.noise = noise
         self.kinds = SHAPE_KINDS[: num_classes - background]
-        self.classes = self.kinds if target == "boxes" else ("background", *self.kinds)
+        self.classes = ("background", *self.kinds) if background else self.kinds
         # palette[c] is the colour of class c, so boxes drop the background's black
         self.palette = SHAPES_PALETTE[1 - background : len(self.kinds) + 1].copy()
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, list[int]]] | None = (
@@ -212,7 +227,7 @@ class Shapes(Dataset):
     @property
     def task(self) -> str:
         """``"segmentation"``, ``"classification"`` or ``"detection"``, by ``target``."""
-        return TASKS[self.target]
+        return TARGETS[self.target].task
 
     def __len__(self) -> int:
         return self.num_images
@@ -366,7 +381,7 @@ def build_shapes(
     return Shapes(split=split, transforms=transforms, **options)
 
 
-@DETECTION_DATASETS.register("shapes")
+@DATASETS.register("shapes", task="detection")
 def build_shapes_boxes(
     root: object = None,
     split: str = "train",

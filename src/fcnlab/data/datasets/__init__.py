@@ -1,15 +1,13 @@
-"""The real on-disk data sets; importing this package registers them with ``DATASETS``
-(segmentation) and ``DETECTION_DATASETS`` (boxes)."""
+"""The real on-disk data sets, one module per format; importing this package registers each
+format's task views with ``DATASETS``."""
 
 from __future__ import annotations
 
 from fcnlab.data.datasets.ade20k import ADE20K
 from fcnlab.data.datasets.cityscapes import Cityscapes
-from fcnlab.data.datasets.coco import COCOSegmentation, merge_instance_masks
-from fcnlab.data.datasets.coco_detection import COCODetection
+from fcnlab.data.datasets.coco import COCODetection, COCOSegmentation, merge_instance_masks
 from fcnlab.data.datasets.folder import ImageMaskFolder
-from fcnlab.data.datasets.voc import VOCSegmentation, read_sbd_mask
-from fcnlab.data.datasets.voc_detection import VOCDetection
+from fcnlab.data.datasets.voc import VOCDetection, VOCSegmentation, read_sbd_mask
 
 __all__ = [
     "ADE20K",

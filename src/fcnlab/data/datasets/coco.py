@@ -1,11 +1,15 @@
-"""COCO 2017 instance annotations turned into semantic masks (Lin et al., ECCV 2014)."""
+"""COCO 2017 (Lin et al., ECCV 2014): ``instances_{split}2017.json`` read as two task views.
+
+- segmentation: the instance annotations merged into one class map per image;
+- detection: their boxes.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +17,14 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 
-from fcnlab.data.base import SegmentationDataset, Transforms, check_split
+from fcnlab.data.base import (
+    DetectionDataset,
+    FileDataset,
+    Sample,
+    SegmentationDataset,
+    Transforms,
+    check_split,
+)
 from fcnlab.data.io import DataFormatError, require_path
 from fcnlab.data.palettes import (
     COCO_CATEGORIES,
@@ -22,6 +33,7 @@ from fcnlab.data.palettes import (
     voc_palette,
 )
 from fcnlab.data.registry import DATASETS
+from fcnlab.data.targets import Target, check_boxes, make_target, select_instances
 
 COCO_LAYOUT = """\
 coco/                                   <- root
@@ -34,10 +46,10 @@ CATEGORY_SETS = ("voc", "all")
 OVERLAP_RULES = ("category", "torchvision")
 
 
-class COCOImages:
-    """What COCO's segmentation and detection sets share: a split's pycocotools index
-    (``coco``), the kept categories (``category_index``: category id -> class index) and the
-    images (``image_ids``, in id order)."""
+class COCOImages(FileDataset):
+    """What COCO's task views share: a split's pycocotools index (``coco``), the kept categories
+    (``category_index``: category id -> class index) and the images (``image_ids``, in id
+    order)."""
 
     splits = ("train", "val")
     coco: COCO
@@ -46,11 +58,11 @@ class COCOImages:
 
     def open_split(
         self, root: str | Path, split: str, categories: str, first_class: int, drop_empty: bool
-    ) -> tuple[list[tuple[Path, Path]], tuple[str, ...]]:
+    ) -> tuple[list[Sample], tuple[str, ...]]:
         """Index ``root``'s ``split``: returns the ``(image, annotation file)`` samples and the
         names of the kept categories, whose classes are numbered from ``first_class``."""
         root = require_path(Path(root), COCO_LAYOUT)
-        check_split(type(self), split)  # type: ignore[arg-type]
+        check_split(type(self), split)
         category_ids, names = coco_categories(categories)
         annotation_file = root / "annotations" / f"instances_{split}2017.json"
         self.coco = load_coco(require_path(annotation_file, COCO_LAYOUT, "annotation file"))
@@ -140,6 +152,66 @@ class COCOSegmentation(COCOImages, SegmentationDataset):
         return torch.from_numpy(mask)
 
 
+@DATASETS.register("coco", task="detection")
+class COCODetection(COCOImages, DetectionDataset):
+    """COCO images with the boxes of their instance annotations.
+
+    ``categories="all"`` gives the 80 thing categories as classes 0..79 in category-id order;
+    ``"voc"`` keeps the 20 VOC categories as VOC's object classes 0..19 (other objects are left
+    out). ``bbox`` ``[x, y, w, h]`` becomes ``(x, y, x + w, y + h)``. Crowd annotations are kept
+    with ``iscrowd = 1`` (targets never make them positives; COCOeval ignores detections on them).
+    Images without annotations are kept as negatives unless ``drop_empty=True``. ``image_id`` is
+    COCO's image id. An annotation whose category the file does not declare, or whose box is
+    missing, negative or outside its image, raises naming the file, the annotation id and the
+    image; boxes of zero width or height are left out.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        transforms: Callable[..., Any] | None = None,
+        categories: str = "all",
+        drop_empty: bool = False,
+        skip_invalid: bool = False,
+    ) -> None:
+        samples, classes = self.open_split(root, split, categories, 0, drop_empty)
+        super().__init__(samples, classes, transforms, skip_invalid)
+
+    def load_target(self, index: int) -> Target:
+        """The kept annotations of sample ``index`` as a target, boxes checked against the
+        size its image record gives."""
+        image_id = self.image_ids[index]
+        path = self.samples[index][1]
+        image = f"image {image_id} ('{self.samples[index][0].name}')"
+        record = self.coco.imgs[image_id]
+        if not isinstance(record.get("height"), int) or not isinstance(record.get("width"), int):
+            raise DataFormatError(path, f"{image} has no integer height and width")
+        boxes, labels, crowd, names = [], [], [], []
+        for annotation in self.coco.imgToAnns[image_id]:
+            where = f"annotation {annotation.get('id')} of {image}"
+            category = annotation.get("category_id")
+            if category not in self.coco.cats:
+                raise DataFormatError(
+                    path, f"{where}: category id {category} is not among the file's categories"
+                )
+            if category not in self.category_index:
+                continue
+            bbox = annotation.get("bbox")
+            if not _is_box(bbox):
+                raise DataFormatError(path, f"{where}: bbox {bbox!r} is not [x, y, width, height]")
+            x, y, w, h = (float(v) for v in bbox)
+            boxes.append([x, y, x + w, y + h])
+            labels.append(self.category_index[category])
+            crowd.append(int(bool(annotation.get("iscrowd", 0))))
+            names.append(f"{where}, bbox [{x:g}, {y:g}, {w:g}, {h:g}]")
+        size = (record["height"], record["width"])
+        clipped, keep = check_boxes(
+            torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4), size, path, names
+        )
+        return select_instances(make_target(clipped, labels, image_id, size, iscrowd=crowd), keep)
+
+
 def merge_instance_masks(
     masks: Sequence[np.ndarray],
     labels: Sequence[int],
@@ -201,3 +273,12 @@ def load_coco(annotation_file: Path) -> COCO:
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")
+
+
+def _is_box(value: object) -> bool:
+    """Whether ``value`` is a list of four numbers."""
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == 4
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    )

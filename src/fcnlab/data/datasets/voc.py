@@ -1,7 +1,13 @@
-"""Pascal VOC 2012 segmentation, optionally augmented with SBD (Hariharan et al., ICCV 2011)."""
+"""Pascal VOC (Everingham et al., IJCV 2010): the devkit's folders read as two task views.
+
+- segmentation: VOC 2012 ``SegmentationClass/`` class maps, optionally augmented with SBD
+  (Hariharan et al., ICCV 2011);
+- detection: VOC 2007/2012 ``Annotations/*.xml`` boxes.
+"""
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,16 +15,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from fcnlab.data.base import SegmentationDataset, Transforms, check_split
+from fcnlab.data.base import (
+    DetectionDataset,
+    FileDataset,
+    Sample,
+    SegmentationDataset,
+    Transforms,
+    check_split,
+)
 from fcnlab.data.io import DataFormatError, read_mask, require_path, validate_mask
 from fcnlab.data.palettes import VOC_CLASSES, voc_palette
 from fcnlab.data.registry import DATASETS
+from fcnlab.data.targets import Target, check_boxes, make_target, select_instances
 
 VOC_LAYOUT = """\
-VOCdevkit/VOC2012/                      <- root
+VOCdevkit/VOC2012/                      <- root (or VOC2007 for boxes)
 ├── JPEGImages/2007_000032.jpg
-├── SegmentationClass/2007_000032.png   (palette PNG: class indices, 255 = border)
-└── ImageSets/Segmentation/{train,val,trainval}.txt
+├── SegmentationClass/2007_000032.png   (segmentation: palette PNG, class indices, 255 = border)
+├── Annotations/2007_000032.xml         (detection: size, object/name, difficult, bndbox)
+└── ImageSets/{Segmentation,Main}/{train,val,trainval,test}.txt
 """
 
 SBD_LAYOUT = """\
@@ -27,9 +42,34 @@ benchmark_RELEASE/dataset/              <- sbd_root
 └── img/2008_000002.jpg                 (read when VOC's JPEGImages/ lacks the image)
 """
 
+# The 20 object classes, 0-based: the segmentation classes without the background.
+VOC_OBJECT_CLASSES = VOC_CLASSES[1:]
+BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
+
+
+class VOCImages(FileDataset):
+    """What VOC's task views share: the devkit root and a split's image ids (``ids``), listed in
+    ``ImageSets/{lists}/{split}.txt``, each paired with its annotation file."""
+
+    root: Path
+    ids: list[str]
+
+    def open_split(
+        self, root: str | Path, split: str, lists: str, folder: str, suffix: str
+    ) -> list[Sample]:
+        """Read ``split``'s ids from ``ImageSets/{lists}/``; returns the samples
+        ``(JPEGImages/{id}.jpg, {folder}/{id}{suffix})``."""
+        self.root = require_path(Path(root), VOC_LAYOUT)
+        check_split(type(self), split)
+        self.ids = read_split_list(self.root, split, lists)
+        return [
+            (self.root / "JPEGImages" / f"{i}.jpg", self.root / folder / f"{i}{suffix}")
+            for i in self.ids
+        ]
+
 
 @DATASETS.register("voc")
-class VOCSegmentation(SegmentationDataset):
+class VOCSegmentation(VOCImages, SegmentationDataset):
     """VOC 2012: 21 classes (background + 20), the 255 border around objects kept as ignore.
 
     ``sbd_root`` adds every SBD image (``cls/*.mat``) that is not in VOC's ``val`` list, the usual
@@ -48,20 +88,14 @@ class VOCSegmentation(SegmentationDataset):
         sbd_root: str | Path | None = None,
         skip_invalid: bool = False,
     ) -> None:
-        root = require_path(Path(root), VOC_LAYOUT)
-        check_split(type(self), split)
-        ids = read_split_list(root, split)
-        samples = [
-            (root / "JPEGImages" / f"{i}.jpg", root / "SegmentationClass" / f"{i}.png") for i in ids
-        ]
+        samples = self.open_split(root, split, "Segmentation", "SegmentationClass", ".png")
         if sbd_root is not None:
             if split == "val":
                 raise ValueError(
                     "SBD images are for training; do not pass sbd_root with split='val'"
                 )
-            samples += sbd_samples(
-                root, Path(sbd_root), exclude={*ids, *read_split_list(root, "val")}
-            )
+            exclude = {*self.ids, *read_split_list(self.root, "val")}
+            samples += sbd_samples(self.root, Path(sbd_root), exclude)
         super().__init__(
             samples, VOC_CLASSES, voc_palette(len(VOC_CLASSES)), transforms, skip_invalid
         )
@@ -73,16 +107,76 @@ class VOCSegmentation(SegmentationDataset):
         return validate_mask(mask, self.num_classes, self.ignore_index, path)
 
 
-def read_split_list(
-    root: Path, split: str, folder: str = "Segmentation", layout: str = VOC_LAYOUT
-) -> list[str]:
-    """Image ids listed in ``ImageSets/{folder}/{split}.txt`` (``Main`` for detection); a missing
-    list is reported with ``layout``."""
-    path = require_path(root / "ImageSets" / folder / f"{split}.txt", layout, "split list")
+@DATASETS.register("voc", task="detection")
+class VOCDetection(VOCImages, DetectionDataset):
+    """VOC 2007/2012 boxes of the 20 object classes (``VOC_CLASSES`` without the background).
+
+    The devkit stores ``xmin..xmax`` as 1-based, inclusive pixel indices; they become 0-based
+    pixel edges as in torchvision and mmdetection: ``x1 = xmin - 1``, ``x2 = xmax`` (likewise for
+    y), so the box spans ``xmax - xmin + 1`` pixels. Objects marked ``difficult`` are kept with
+    ``difficult = 1`` (evaluation ignores them, see
+    :func:`fcnlab.tasks.detection.coco_eval.voc_ap50`); ``keep_difficult=False`` leaves them out.
+    ``image_id`` is the sample's position in the split list (``ids[image_id]`` is its VOC id).
+    Objects are numbered from 1 in file order in error messages.
+    """
+
+    splits = ("train", "val", "trainval", "test")
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        transforms: Callable[..., Any] | None = None,
+        keep_difficult: bool = True,
+        skip_invalid: bool = False,
+    ) -> None:
+        samples = self.open_split(root, split, "Main", "Annotations", ".xml")
+        self.keep_difficult = keep_difficult
+        self.class_index = {name: k for k, name in enumerate(VOC_OBJECT_CLASSES)}
+        super().__init__(samples, VOC_OBJECT_CLASSES, transforms, skip_invalid)
+
+    def load_target(self, index: int) -> Target:
+        """The boxes of ``Annotations/{id}.xml``, checked against the size it records."""
+        path = self.samples[index][1]
+        root = parse_xml(path)
+        height, width = (
+            int(_number(root, f"size/{tag}", path, "the annotation")) for tag in ("height", "width")
+        )
+        boxes, labels, difficult, names = [], [], [], []
+        for number, element in enumerate(root.findall("object"), start=1):
+            where = f"object {number}"
+            name = _text(element, "name", path, where)
+            if name not in self.class_index:
+                raise DataFormatError(
+                    path, f"{where}: class {name!r} is not one of the 20 VOC classes"
+                )
+            xmin, ymin, xmax, ymax = (
+                _number(element, f"bndbox/{tag}", path, f"{where} ({name!r})") for tag in BOX_TAGS
+            )
+            boxes.append([xmin - 1, ymin - 1, xmax, ymax])
+            labels.append(self.class_index[name])
+            flag = element.find("difficult")
+            difficult.append(0 if flag is None else int(_number(element, "difficult", path, where)))
+            names.append(
+                f"{where} ({name!r}, xmin {xmin:g} ymin {ymin:g} xmax {xmax:g} ymax {ymax:g})"
+            )
+        clipped, keep = check_boxes(
+            torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4), (height, width), path, names
+        )
+        target = make_target(clipped, labels, index, (height, width), difficult=difficult)
+        if not self.keep_difficult:
+            keep &= target["difficult"] == 0
+        return select_instances(target, keep)
+
+
+def read_split_list(root: Path, split: str, lists: str = "Segmentation") -> list[str]:
+    """Image ids listed in ``ImageSets/{lists}/{split}.txt`` (``Main`` for detection); a missing
+    list is reported with the devkit's layout."""
+    path = require_path(root / "ImageSets" / lists / f"{split}.txt", VOC_LAYOUT, "split list")
     return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
 
-def sbd_samples(voc_root: Path, sbd_root: Path, exclude: set[str]) -> list[tuple[Path, Path]]:
+def sbd_samples(voc_root: Path, sbd_root: Path, exclude: set[str]) -> list[Sample]:
     """SBD samples whose id is not in ``exclude``; images from VOC when it has them."""
     _import_loadmat()
     masks = sorted(require_path(sbd_root / "cls", SBD_LAYOUT, "SBD folder").glob("*.mat"))
@@ -117,3 +211,30 @@ def _import_loadmat() -> Callable[..., dict[str, Any]]:
             "reading SBD's .mat masks needs scipy: pip install 'fcnlab[sbd]'"
         ) from None
     return loadmat
+
+
+def parse_xml(path: Path) -> ET.Element:
+    """The root element of an XML file; a missing or malformed file raises ``DataFormatError``."""
+    if not path.is_file():
+        raise DataFormatError(path, "annotation file does not exist")
+    try:
+        return ET.parse(path).getroot()
+    except ET.ParseError as error:
+        raise DataFormatError(path, f"is not valid XML: {error}") from None
+
+
+def _text(element: ET.Element, tag: str, path: Path, where: str) -> str:
+    """The stripped text of ``element/tag``; missing or empty raises naming ``where``."""
+    found = element.find(tag)
+    if found is None or not (found.text or "").strip():
+        raise DataFormatError(path, f"{where} has no <{tag}>")
+    return (found.text or "").strip()
+
+
+def _number(element: ET.Element, tag: str, path: Path, where: str) -> float:
+    """``element/tag`` as a number (the devkit's files hold integers, a few hold decimals)."""
+    text = _text(element, tag, path, where)
+    try:
+        return float(text)
+    except ValueError:
+        raise DataFormatError(path, f"{where}: <{tag}> is {text!r}, not a number") from None

@@ -2,11 +2,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
-from fcnlab.data import detection_collate, make_target
-from fcnlab.data.detection import check_boxes, select_boxes
+from fcnlab.data import make_target
 from fcnlab.data.io import DataFormatError
+from fcnlab.data.targets import check_boxes, select_instances
 
 
 def test_make_target_types_and_default_flags() -> None:
@@ -20,44 +19,12 @@ def test_make_target_types_and_default_flags() -> None:
     assert empty["boxes"].shape == (0, 4) and empty["labels"].shape == (0,)
 
 
-def test_select_boxes_indexes_every_per_box_field() -> None:
+def test_select_instances_indexes_every_per_instance_field() -> None:
     target = make_target([[0, 0, 1, 1], [1, 1, 2, 2]], [3, 4], 1, (2, 2), [1, 0], [0, 1])
-    picked = select_boxes(target, torch.tensor([False, True]))
+    picked = select_instances(target, torch.tensor([False, True]))
     assert picked["boxes"].tolist() == [[1.0, 1.0, 2.0, 2.0]] and picked["labels"].tolist() == [4]
     assert picked["iscrowd"].tolist() == [0] and picked["difficult"].tolist() == [1]
     assert picked["orig_size"] == (2, 2) and len(target["labels"]) == 2
-
-
-def test_collate_pads_bottom_right_and_fills_image_size() -> None:
-    small, large = torch.rand(3, 4, 6), torch.rand(3, 7, 5)
-    with_size = {**make_target([[0, 0, 2, 2]], [1], 0, (4, 6)), "image_size": (4, 6)}
-    without = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
-    images, targets = detection_collate([(small, with_size), (large, without)])
-    assert images.shape == (2, 3, 7, 6)
-    assert torch.equal(images[0, :, :4, :6], small) and images[0, :, 4:].abs().sum() == 0
-    assert torch.equal(images[1, :, :7, :5], large) and images[1, :, :, 5:].abs().sum() == 0
-    assert targets[0]["image_size"] == (4, 6) and targets[1]["image_size"] == (7, 5)
-    assert targets[0]["boxes"] is with_size["boxes"] and "image_size" not in without
-
-
-def test_collate_in_a_dataloader_with_variable_box_counts() -> None:
-    samples = [
-        (torch.full((3, 5 + k, 4), float(k)), make_target([[0, 0, 1, 1]] * k, [0] * k, k, (5, 4)))
-        for k in range(3)
-    ]
-    loader = DataLoader(samples, batch_size=3, collate_fn=detection_collate)
-    images, targets = next(iter(loader))
-    assert images.shape == (3, 3, 7, 4)
-    assert [len(t["boxes"]) for t in targets] == [0, 1, 2]
-    assert [t["image_id"] for t in targets] == [0, 1, 2]
-
-
-def test_collate_rejects_mixed_channels_and_empty_batches() -> None:
-    target = make_target([], [], 0, (2, 2))
-    with pytest.raises(ValueError, match=r"one C; got \(3, 2, 2\), \(1, 2, 2\)"):
-        detection_collate([(torch.rand(3, 2, 2), target), (torch.rand(1, 2, 2), target)])
-    with pytest.raises(ValueError, match="empty batch"):
-        detection_collate([])
 
 
 def test_check_boxes_clips_overhang_and_drops_degenerate_boxes() -> None:

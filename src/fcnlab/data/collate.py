@@ -1,0 +1,50 @@
+"""Batching ``(image, target)`` samples whose targets differ in size: images stacked, targets kept
+as a list (torchvision's detection references, detectron2's ``ImageList``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from fcnlab.data.targets import Target
+from fcnlab.data.transforms import IGNORE_INDEX, pad_crop
+
+
+def collate_targets(
+    batch: Sequence[tuple[torch.Tensor, Mapping[str, Any]]],
+    ignore_index: int = IGNORE_INDEX,
+) -> tuple[torch.Tensor, list[Target]]:
+    """Stack ``(image, target)`` samples for a DataLoader: images ``(N, C, Hmax, Wmax)``
+    zero-padded at the bottom and right, and the targets as a list (their instance counts differ,
+    an image without objects has empty fields).
+
+    Padding leaves every box where it was, since boxes are measured from the top-left corner;
+    instance masks ``masks`` (K, H, W) are padded with False and a class map ``mask`` (H, W) with
+    ``ignore_index`` to the batch's size, so that they stay on their image's grid.
+    ``image_size`` (the unpadded size) is filled in where a target lacks it.
+    """
+    if not batch:
+        raise ValueError("collate_targets got an empty batch")
+    images = [image for image, _ in batch]
+    channels = {image.shape[0] for image in images}
+    if len(channels) != 1 or any(image.dim() != 3 for image in images):
+        shapes = ", ".join(str(tuple(image.shape)) for image in images)
+        raise ValueError(f"collate_targets needs (C, H, W) images with one C; got {shapes}")
+    height = max(image.shape[1] for image in images)
+    width = max(image.shape[2] for image in images)
+    stacked = torch.stack([pad_crop(image, 0, 0, height, width) for image in images])
+    targets = []
+    for image, target in batch:
+        size = (int(image.shape[1]), int(image.shape[2]))
+        padded = {**target, "image_size": target.get("image_size", size)}
+        for key, fill in (("mask", ignore_index), ("masks", False)):
+            if key in padded:
+                padded[key] = pad_crop(padded[key], 0, 0, height, width, fill)
+        targets.append(padded)
+    return stacked, targets
+
+
+# The name the detection task, the demos and the README know the collate function by.
+detection_collate = collate_targets
