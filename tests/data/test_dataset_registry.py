@@ -56,7 +56,7 @@ def test_views_are_registered_per_task_and_the_tasks_are_learnt(
 
     assert dataset_tasks() == ["keypoints", "segmentation"]
     assert list_datasets() == ["both", "plain"] and list_datasets("keypoints") == ["both"]
-    assert list_datasets(None) == ["both", "plain"]
+    assert list_datasets(None) == ["both", "plain"] and list_datasets("depth") == []
     assert build_dataset("both") == "class maps" and build_dataset("both", task="keypoints") == (
         "points"
     )

@@ -45,10 +45,11 @@ class DatasetRegistry:
         return sorted(self._views)
 
     def names(self, task: str | None = None) -> list[str]:
-        """The data sets with a view for ``task`` (None: every data set), sorted."""
+        """The data sets with a view for ``task`` (None: every data set), sorted; none for a
+        task that no data set serves."""
         if task is None:
             return sorted({name for views in self._views.values() for name in views})
-        return sorted(self._task_views(task))
+        return sorted(self._views.get(task, {}))
 
     def get(self, name: str, task: str | None = None) -> Builder:
         """The builder of data set ``name``'s view for ``task`` (None: ``DEFAULT_TASK``).
@@ -97,7 +98,8 @@ def build_dataset(
 
 
 def list_datasets(task: str | None = DEFAULT_TASK) -> list[str]:
-    """Names accepted by ``build_dataset`` for ``task`` (None: every data set), sorted."""
+    """Names accepted by ``build_dataset`` for ``task`` (None: every data set), sorted; empty
+    for a task that no data set serves yet (``dataset_tasks()`` names those that have some)."""
     return DATASETS.names(task)
 
 
