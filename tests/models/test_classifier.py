@@ -1,3 +1,6 @@
+"""Classifiers: torchvision's parameter counts and keys, and the convolutionalized classifier that
+equals them."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,3 +1,5 @@
+"""DarkNet-19/53: the papers' layouts, and reading the original ``.weights`` files."""
+
 from __future__ import annotations
 
 import re

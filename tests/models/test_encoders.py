@@ -1,3 +1,6 @@
+"""Encoders: torchvision's keys, features that match their metadata, width and output stride,
+classifier checkpoints, staged forward."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,3 +1,5 @@
+"""``model_task`` knows a model's task from its builder without building it."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,3 +1,5 @@
+"""Weight loading: every source loads exactly, mismatches are reported, bad paths explained."""
+
 from __future__ import annotations
 
 import re

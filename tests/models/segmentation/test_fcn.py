@@ -1,3 +1,6 @@
+"""FCN-32s/16s/8s: output size, zero-initialised scores, bilinear fusion, the classic reference
+geometry, parameter counts, any encoder."""
+
 from __future__ import annotations
 
 import pytest
