@@ -188,15 +188,14 @@ def export_model(
     decoding have no exported form yet)."""
     from fcnlab.tasks import task_of
 
-    if fmt not in EXPORTERS:
-        raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(export_formats())}")
+    exporter = EXPORTERS.get(fmt)  # a KeyError naming the known formats
     task = task_of(model)
     if fmt not in task.export_formats:
         raise ValueError(
             f"{metadata.name!r} is a {task.noun}: it exports as "
             f"{' or '.join('--format ' + name for name in task.export_formats)} only"
         )
-    return EXPORTERS.build(fmt, model.eval(), metadata, path, **options)
+    return exporter(model.eval(), metadata, path, **options)
 
 
 def export_checkpoint(
