@@ -1,51 +1,62 @@
+"""``fcnlab demo``: its ``--task`` choices are the registered demos, and it runs the chosen one
+with the command line's options (the demos themselves are tested in ``tests/demos/``)."""
+
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
+from typing import Any
 
 import pytest
-import torch
 
 from fcnlab.cli.main import main
-from fcnlab.engine import load_weights
-from fcnlab.metrics import segmentation_scores
+from fcnlab.demos import DEMOS, Demo
+from fcnlab.registry import Registry
+
+RUNNERS = {
+    "segmentation": "fcnlab.demos.segmentation.run_segmentation_demo",
+    "detection": "fcnlab.demos.detection.run_detection_demo",
+}
 
 
-@pytest.fixture(scope="module")
-def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--quick", "--out", str(out)]) == 0
-    return out / "demo"
+@pytest.mark.parametrize(
+    ("options", "demo", "quick"),
+    [
+        (["--quick"], "segmentation", True),
+        (["--task", "segmentation"], "segmentation", False),
+        (["--task", "detection", "--quick"], "detection", True),
+    ],
+)
+def test_demo_runs_the_chosen_demo_with_the_options(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, options: list[str], demo: str, quick: bool
+) -> None:
+    # Without --task it stays the segmentation demo.
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(RUNNERS[demo], lambda **kwargs: calls.append(kwargs))
+    assert main(["demo", *options, "--out", str(tmp_path)]) == 0
+    assert calls == [{"quick": quick, "output_root": str(tmp_path)}]
 
 
-def test_quick_demo_writes_the_whole_run_folder(quick_demo: Path) -> None:
-    for name in ("metrics.json", "metrics.jsonl", "config.yaml", "curves.png", "confusion.png",
-                 "overlays.png", "final.safetensors", "checkpoints/last.pt"):  # fmt: skip
-        assert (quick_demo / name).is_file(), name
+def test_an_unregistered_task_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        main(["demo", "--task", "instances"])
 
 
-def test_metrics_json_holds_held_out_scores_at_the_top_level(quick_demo: Path) -> None:
-    metrics = json.loads((quick_demo / "metrics.json").read_text())
-    for key in ("mean_iou", "pixel_accuracy", "mean_accuracy", "fw_iou", "classifier_accuracy"):
-        assert 0.0 <= metrics[key] <= 1.0, key
-    assert len(metrics["iou"]) == len(metrics["classes"]) == 6
-    assert metrics["after_fine_tuning"]["mean_iou"] == metrics["mean_iou"]
-    assert "after_frozen_encoder" in metrics and metrics["quick"] is True
-
-
-def test_final_scores_agree_with_the_logged_confusion_matrix(quick_demo: Path) -> None:
-    # The last evaluation line of metrics.jsonl carries the confusion matrix; the published
-    # definitions recomputed from it must give the numbers in metrics.json.
-    lines = [json.loads(line) for line in (quick_demo / "metrics.jsonl").read_text().splitlines()]
-    last = [line for line in lines if line.get("kind") == "eval"][-1]
-    scores = segmentation_scores(torch.tensor(last["confusion"]))
-    metrics = json.loads((quick_demo / "metrics.json").read_text())
-    for key in ("mean_iou", "pixel_accuracy", "mean_accuracy", "fw_iou"):
-        assert math.isclose(scores[key], metrics[key], rel_tol=1e-9), key
-
-
-def test_final_weights_are_an_fcn8s_with_a_convolutionalized_encoder(quick_demo: Path) -> None:
-    weights = load_weights(quick_demo / "final.safetensors")
-    assert "encoder.fc.0.weight" in weights  # fc6 as a convolution
-    assert weights["encoder.fc.0.weight"].dim() == 4
+def test_task_choices_are_the_registered_demos(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert DEMOS.names() == sorted(RUNNERS)
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    shown = capsys.readouterr().out
+    for name in DEMOS.names():
+        assert f"{name} '{DEMOS.build(name).run_name}'" in shown
+    # With another registry its one demo is the only choice, and the one that runs.
+    calls: list[dict[str, Any]] = []
+    toy = Registry[Demo]("demo")
+    toy.register("toy")(lambda: Demo(lambda **kw: calls.append(kw), "toy_run", "toy", "toy."))
+    monkeypatch.setattr("fcnlab.cli.demo.DEMOS", toy)
+    assert main(["demo", "--task", "toy", "--quick"]) == 0
+    assert calls == [{"quick": True, "output_root": "runs"}]
+    for name in DEMOS.names():
+        with pytest.raises(SystemExit):
+            main(["demo", "--task", name])

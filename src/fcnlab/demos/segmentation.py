@@ -9,8 +9,6 @@ Held-out scores after each step go in one table and in ``runs/demo/metrics.json`
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,46 +20,30 @@ from rich.table import Table
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fcnlab.config import (
-    Config,
-    DataConfig,
-    EvalConfig,
-    ModelConfig,
-    OutputConfig,
-    StageConfig,
-    TrainConfig,
-    TransformConfig,
+from fcnlab.config import Config, ModelConfig, StageConfig
+from fcnlab.data import Shapes, eval_transforms, train_transforms
+from fcnlab.demos.common import (
+    DemoRun,
+    ShapesPlan,
+    demo_table,
+    percent,
+    shapes_config,
+    shapes_options,
+    vgg_model_config,
 )
-from fcnlab.data import Shapes
-from fcnlab.data.transforms import eval_transforms, train_transforms
-from fcnlab.engine import train
-from fcnlab.engine.evaluate import EvalResult
-from fcnlab.models import build_model
-from fcnlab.models.classifier import build_classifier
-from fcnlab.runtime.checkpoint import atomic_write
-from fcnlab.runtime.records import json_safe
+from fcnlab.demos.registry import DEMOS, Demo
+from fcnlab.models import build_classifier, load_weights
+from fcnlab.models.from_config import build_model_from_config
+from fcnlab.tasks.segmentation.evaluate import EvalResult
+
+RUN_NAME = "demo"
 
 
 @dataclass(frozen=True)
-class ShapesPlan:
-    """The ``Shapes`` images both demos train on (``fcnlab.data.Shapes`` knobs)."""
-
-    size: int = 80
-    seed: int = 0
-    # Milder than Shapes' defaults so that a ~1M-parameter network learns the shapes in minutes.
-    shapes_per_image: tuple[int, int] = (1, 2)
-    scale: tuple[float, float] = (0.25, 0.4)
-    texture: float = 0.5
-
-
-@dataclass(frozen=True)
-class DemoPlan(ShapesPlan):
+class SegmentationPlan(ShapesPlan):
     """Sizes and lengths of the demo; ``QUICK_PLAN`` is the under-a-minute version for tests."""
 
     train_images: int = 3072
-    val_images: int = 256
-    width: float = 0.125
-    encoder: str = "vgg16_bn"
     classifier_epochs: int = 4
     classifier_lr: float = 4e-3
     classifier_batch_size: int = 32
@@ -70,13 +52,11 @@ class DemoPlan(ShapesPlan):
     finetune_epochs: int = 12
     finetune_lr: float = 4e-3
     encoder_lr_mult: float = 0.75
-    # 32 keeps both cores busy; 16 was 15-20% slower per image on 2 CPU threads.
-    batch_size: int = 32
     # NHWC activations: oneDNN's convolutions are faster in that layout on CPU as well.
     channels_last: bool = True
 
 
-FULL_PLAN = DemoPlan()
+FULL_PLAN = SegmentationPlan()
 QUICK_PLAN = replace(
     FULL_PLAN,
     size=32,
@@ -88,20 +68,8 @@ QUICK_PLAN = replace(
 )
 
 
-def shapes_options(plan: ShapesPlan) -> dict[str, Any]:
-    """The ``Shapes`` options shared by every step of a demo."""
-    return {
-        "size": plan.size,
-        "shapes_per_image": list(plan.shapes_per_image),
-        "scale": list(plan.scale),
-        "texture": plan.texture,
-        "seed": plan.seed,
-        "cache": True,
-    }
-
-
 def train_classifier(
-    model: nn.Module, plan: DemoPlan, console: Console, progress: bool
+    model: nn.Module, plan: SegmentationPlan, console: Console, progress: bool
 ) -> tuple[float, list[float]]:
     """Step 1: image-level training on the dominant shape; returns (held-out accuracy, losses)."""
     options = shapes_options(plan)
@@ -150,32 +118,14 @@ def classifier_accuracy(model: nn.Module, dataset: Shapes) -> float:
     return correct / len(dataset)
 
 
-def segmentation_config(plan: DemoPlan, output_root: str) -> Config:
+def segmentation_config(plan: SegmentationPlan, output_root: str) -> Config:
     """Steps 3 and 4 as an engine configuration (written to the run folder as config.yaml)."""
-    options = shapes_options(plan)
-    return Config(
-        model=ModelConfig(
-            name="fcn8s",
-            num_classes=6,
-            encoder=plan.encoder,
-            options={"encoder_options": {"width": plan.width, "fc6_kernel": 1}},
-        ),
-        data=DataConfig(
-            name="shapes",
-            options={**options, "num_images": plan.train_images},
-            val_options={"num_images": plan.val_images},
-            transforms=TransformConfig(crop_size=plan.size, scale_range=[1.0, 1.0], flip=0.5),
-        ),
-        train=TrainConfig(
-            optimizer="adamw",
-            weight_decay=1e-4,
-            schedule="cosine",
-            warmup_steps=20,
-            batch_size=plan.batch_size,
-            channels_last=plan.channels_last,
-            seed=plan.seed,
-            log_every=16,
-        ),
+    return shapes_config(
+        plan,
+        output_root,
+        RUN_NAME,
+        model=vgg_model_config(plan, "fcn8s", 6, encoder_options={"fc6_kernel": 1}),
+        data_options={**shapes_options(plan), "num_images": plan.train_images},
         stages=[
             StageConfig(
                 name="decoder (encoder frozen)",
@@ -191,12 +141,24 @@ def segmentation_config(plan: DemoPlan, output_root: str) -> Config:
                 encoder_lr_mult=plan.encoder_lr_mult,
             ),
         ],
-        eval=EvalConfig(every_epochs=5, batch_size=64, num_overlays=6),
-        output=OutputConfig(root=output_root, name="demo", tensorboard=False),
+        warmup_steps=20,
+        eval_every=5,
+        channels_last=plan.channels_last,
     )
 
 
-def _scores(result: EvalResult) -> dict[str, Any]:
+def fcn_from_classifier(config: ModelConfig, classifier: nn.Module) -> nn.Module:
+    """Step 2: the model ``config`` describes with ``classifier``'s weights in its encoder (fc6
+    and fc7 become convolutions as they load)."""
+    model = build_model_from_config(config)
+    # ModelConfig.encoder_weights names a file; these weights are in memory. Loading draws no
+    # random numbers, so the decoder starts as it would with the weights given to the builder.
+    load_weights(model.encoder, classifier.state_dict())
+    return model
+
+
+def held_out_scores(result: EvalResult) -> dict[str, Any]:
+    """The four means and the per-class scores of one evaluation, as ``metrics.json`` has them."""
     return {
         "mean_iou": result.mean_iou,
         "pixel_accuracy": result.pixel_accuracy,
@@ -207,76 +169,71 @@ def _scores(result: EvalResult) -> dict[str, Any]:
     }
 
 
-def run_demo(
+def run_segmentation_demo(
     quick: bool = False,
     output_root: str = "runs",
     console: Console | None = None,
     progress: bool | None = None,
-    plan: DemoPlan | None = None,
+    plan: SegmentationPlan | None = None,
 ) -> dict[str, Any]:
     """Run the four steps (``plan`` overrides the full or quick plan); returns what
     ``runs/demo/metrics.json`` holds."""
-    console = console or Console()
-    plan = plan or (QUICK_PLAN if quick else FULL_PLAN)
-    started = time.perf_counter()
+    run = DemoRun.start(quick, console, progress)
+    plan = run.plan(plan, FULL_PLAN, QUICK_PLAN)
     torch.manual_seed(plan.seed)
-    show = console.is_terminal if progress is None else progress
 
-    console.rule("[bold]1. A classifier: which shape covers most of the image?")
+    run.console.rule("[bold]1. A classifier: which shape covers most of the image?")
     classifier = build_classifier(plan.encoder, num_classes=6, width=plan.width, fc6_kernel=1)
-    accuracy, _ = train_classifier(classifier, plan, console, show)
-    console.log(f"held-out classifier accuracy: {accuracy:.3f}")
+    accuracy, _ = train_classifier(classifier, plan, run.console, run.progress)
+    run.console.log(f"held-out classifier accuracy: {accuracy:.3f}")
 
-    console.rule("[bold]2. Convolutionalized: fc6/fc7 become convolutions, the FCN-8s encoder")
+    run.console.rule("[bold]2. Convolutionalized: fc6/fc7 become convolutions, the FCN-8s encoder")
     config = segmentation_config(plan, output_root)
-    model = build_model(
-        "fcn8s",
-        6,
-        encoder=plan.encoder,
-        encoder_options={"width": plan.width, "fc6_kernel": 1},
-        encoder_weights=classifier.state_dict(),
-    )
-    console.rule("[bold]3-4. Decoder on the frozen encoder, then fine-tuning everything")
-    result = train(config, model=model, console=console, progress=show)
+    model = fcn_from_classifier(config.model, classifier)
+    run.console.rule("[bold]3-4. Decoder on the frozen encoder, then fine-tuning everything")
+    result = run.train(config, model)
     frozen, tuned = (stage.final for stage in result.stages)
     assert frozen is not None and tuned is not None  # every stage ends with an evaluation
 
     summary: dict[str, Any] = {
-        **_scores(tuned),
+        **held_out_scores(tuned),
         "classes": list(Shapes(1).classes),
         "classifier_accuracy": accuracy,
-        "after_frozen_encoder": _scores(frozen),
-        "after_fine_tuning": _scores(tuned),
+        "after_frozen_encoder": held_out_scores(frozen),
+        "after_fine_tuning": held_out_scores(tuned),
         "held_out_images": plan.val_images,
-        "quick": quick,
-        "seconds": time.perf_counter() - started,
     }
-    summary = json_safe(summary)
-    path = result.run_dir / "metrics.json"
-    atomic_write(path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
-    console.print(results_table(accuracy, frozen, tuned))
-    console.print(
-        f"[green]demo finished in {summary['seconds']:.0f} s.[/green] Look at {result.run_dir}/: "
-        "metrics.json, curves.png (stages marked), confusion.png, overlays.png, config.yaml, "
-        "checkpoints/ and final.safetensors. Next: `fcnlab lesson --out lesson --run "
-        f"{result.run_dir}`."
+    return run.finish(
+        result.run_dir,
+        summary,
+        [results_table(accuracy, frozen, tuned)],
+        what="demo",
+        files="curves.png (stages marked), confusion.png, overlays.png",
+        next_step=f"`fcnlab lesson --out lesson --run {result.run_dir}`",
     )
-    return summary
 
 
 def results_table(accuracy: float, frozen: EvalResult, tuned: EvalResult) -> Table:
     """The demo's one table: classifier accuracy, then held-out scores after steps 3 and 4."""
-    table = Table(title="Held-out Shapes images (%)")
-    for column in ("step", "accuracy", "mIoU", "pixel acc.", "mean acc.", "f.w. IU"):
-        table.add_column(column, justify="right" if column != "step" else "left")
-    table.add_row("1. classifier (dominant shape)", f"{100 * accuracy:.1f}", "", "", "", "")
+    rows = [["1. classifier (dominant shape)", percent(accuracy), "", "", "", ""]]
     for name, result in (("3. FCN-8s, encoder frozen", frozen), ("4. FCN-8s, fine-tuned", tuned)):
-        table.add_row(
-            name,
-            "",
-            f"{100 * result.mean_iou:.1f}",
-            f"{100 * result.pixel_accuracy:.1f}",
-            f"{100 * result.mean_accuracy:.1f}",
-            f"{100 * result.fw_iou:.1f}",
-        )
-    return table
+        means = (result.mean_iou, result.pixel_accuracy, result.mean_accuracy, result.fw_iou)
+        rows.append([name, "", *map(percent, means)])
+    return demo_table(
+        "Held-out Shapes images (%)",
+        ("step", "accuracy", "mIoU", "pixel acc.", "mean acc.", "f.w. IU"),
+        rows,
+    )
+
+
+@DEMOS.register("segmentation")
+def segmentation_demo() -> Demo:
+    """``fcnlab demo``: classifier -> convolutionalized -> FCN-8s on Shapes."""
+    return Demo(
+        run=run_segmentation_demo,
+        run_name=RUN_NAME,
+        summary="classifier -> convolutionalized -> FCN-8s",
+        description="train a small VGG-16 classifier on Shapes, convolutionalize it into the "
+        "encoder of an FCN-8s, train the decoder with the encoder frozen, then fine-tune all; "
+        "held-out scores after each step.",
+    )

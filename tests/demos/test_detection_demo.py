@@ -1,3 +1,5 @@
+"""The detection demo's quick run: its run folder, its COCO files and scores."""
+
 from __future__ import annotations
 
 import contextlib
@@ -8,22 +10,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.demo_runs import QuickRun, run_quick
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from fcnlab.cli.main import main
 from fcnlab.data import Shapes
-from fcnlab.demo_detection import QUICK_DETECTION_PLAN
+from fcnlab.demos.detection import (
+    FULL_PLAN,
+    QUICK_PLAN,
+    RUN_NAME,
+    detection_config,
+    run_detection_demo,
+)
+from fcnlab.tasks import task_of_model_name
 
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 KINDS = ["disk", "square", "triangle", "ring", "bar"]
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--task", "detection", "--quick", "--out", str(out)]) == 0
-    return out / "demo_detection"
+def quick(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
+    return run_quick(run_detection_demo, tmp_path_factory.mktemp("demo"), RUN_NAME)
+
+
+@pytest.fixture(scope="module")
+def quick_run(quick: QuickRun) -> Path:
+    return quick.run_dir
 
 
 def metrics(run: Path) -> dict[str, Any]:
@@ -45,12 +57,12 @@ def test_metrics_json_holds_coco_stats_and_per_class_ap(quick_run: Path) -> None
     for key in ("per_class_ap", "per_class_ap50", "per_class_ap75"):
         assert list(found[key]) == KINDS, key
         assert all(v is None or 0.0 <= v <= 1.0 for v in found[key].values()), key
-    assert found["held_out_images"] == QUICK_DETECTION_PLAN.val_images
+    assert found["held_out_images"] == QUICK_PLAN.val_images
     assert found["quick"] is True
 
 
 def test_ground_truth_json_is_the_held_out_shapes_boxes(quick_run: Path) -> None:
-    plan = QUICK_DETECTION_PLAN
+    plan = QUICK_PLAN
     shapes = Shapes(plan.val_images, plan.size, plan.seed, plan.num_classes, split="val",
                     target="boxes", shapes_per_image=plan.shapes_per_image, scale=plan.scale,
                     texture=plan.texture)  # fmt: skip
@@ -84,12 +96,16 @@ def test_scores_are_cocoeval_on_the_written_files_and_the_engines(quick_run: Pat
     assert math.isclose(last["AP"], found["AP"]) and math.isclose(last["AP50"], found["AP50"])
 
 
-def test_demo_without_task_stays_the_segmentation_demo(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr("fcnlab.cli.demo.run_demo", lambda **kwargs: calls.append(kwargs))
-    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
-    assert calls == [{"quick": True, "output_root": str(tmp_path)}]
-    with pytest.raises(SystemExit):
-        main(["demo", "--task", "instances"])
+def test_run_returns_what_metrics_json_holds_and_prints_the_tables(quick: QuickRun) -> None:
+    summary, printed = quick.summary, quick.printed
+    assert metrics(quick.run_dir) == summary
+    assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in printed
+    assert "Held-out Shapes images: COCO box" in printed  # the title wraps at the table width
+    assert f"{100 * summary['AP50']:.1f}" in printed
+    assert f"detection demo finished in {summary['seconds']:.0f} s." in printed
+
+
+def test_the_demo_trains_a_model_of_the_task_it_is_registered_under() -> None:
+    # The demo asks the model's task for its box targets; it is the name it is registered under.
+    model = detection_config(FULL_PLAN, "runs").model.name
+    assert task_of_model_name(model).name == "detection"
