@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
+import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -8,7 +11,14 @@ import yaml
 from fcnlab.config import (
     Config,
     ConfigError,
+    DataConfig,
+    EvalConfig,
+    ModelConfig,
+    OutputConfig,
+    SegmentationConfig,
     StageConfig,
+    TrainConfig,
+    TransformConfig,
     apply_overrides,
     config_to_dict,
     load_config,
@@ -136,3 +146,110 @@ def test_an_override_of_an_old_loss_key_still_sets_the_loss(tmp_path: Path) -> N
     assert (
         load_config(write(tmp_path, {}), ["segmentation.loss=focal"]).segmentation.loss == "focal"
     )
+
+
+# (override, the error's end): one bad value per number of every section, written to a YAML
+# file the way a user would, and the message that names its key, value and range.
+BAD_NUMBERS = [
+    ("model.num_classes=0", "model.num_classes = 0 must be at least 1"),
+    ("data.num_workers=-1", "data.num_workers = -1 must be at least 0"),
+    ("data.ignore_index=-1", "data.ignore_index = -1 must be in [0, 65535]"),
+    ("data.transforms.crop_size=0", "data.transforms.crop_size = 0 must be at least 1"),
+    ("data.transforms.scale_range=[0, 1]", "data.transforms.scale_range.0 = 0.0 must be > 0"),
+    ("data.transforms.scale_range=[2, 1]", "data.transforms.scale_range = [2.0, 1.0] must be"),
+    ("data.transforms.flip=1.5", "data.transforms.flip = 1.5 must be in [0, 1]"),
+    ("data.transforms.jitter=-0.2", "data.transforms.jitter = -0.2 must be >= 0"),
+    ("data.transforms.eval_size=0", "data.transforms.eval_size = 0 must be at least 1"),
+    ("data.transforms.mean=[0.5, .nan, 0.5]", "data.transforms.mean.1 = nan must be a finite"),
+    ("data.transforms.std=[0.2, 0, 0.2]", "data.transforms.std.1 = 0.0 must be > 0"),
+    ("train.momentum=1", "train.momentum = 1.0 must be in [0, 1)"),
+    ("train.betas=[0.9, 1.5]", "train.betas.1 = 1.5 must be in [0, 1)"),
+    ("train.weight_decay=-1", "train.weight_decay = -1.0 must be >= 0"),
+    ("train.warmup_steps=-5", "train.warmup_steps = -5 must be at least 0"),
+    ("train.warmup_factor=2", "train.warmup_factor = 2.0 must be in [0, 1]"),
+    ("train.poly_power=-0.9", "train.poly_power = -0.9 must be >= 0"),
+    ("train.step_size=0", "train.step_size = 0 must be at least 1"),
+    ("train.milestones=[0, 5]", "train.milestones.0 = 0 must be at least 1"),
+    ("train.milestones=[8, 5]", "train.milestones = [8, 5] must be increasing steps >= 1"),
+    ("train.gamma=0", "train.gamma = 0.0 must be > 0"),
+    ("train.min_lr_factor=-0.1", "train.min_lr_factor = -0.1 must be in [0, 1]"),
+    ("train.batch_size=0", "train.batch_size = 0 must be at least 1"),
+    ("train.grad_accum=0", "train.grad_accum = 0 must be at least 1"),
+    ("train.clip_grad_norm=-1", "train.clip_grad_norm = -1.0 must be > 0"),
+    ("train.seed=-3", "train.seed = -3 must be at least 0"),
+    ("train.log_every=0", "train.log_every = 0 must be at least 1"),
+    ("stages.1.lr=-0.1", "stages.1.lr = -0.1 must be > 0"),
+    ("stages.0.lr=.inf", "stages.0.lr = inf must be a finite number"),
+    ("stages.0.encoder_lr_mult=-1", "stages.0.encoder_lr_mult = -1.0 must be >= 0"),
+    ("stages.0.epochs=0", "stages.0.epochs = 0 must be at least 1"),
+    ("stages.1.iterations=-2", "stages.1.iterations = -2 must be at least 1"),
+    ("segmentation.class_weights=[1, -2]", "segmentation.class_weights.1 = -2.0 must be >= 0"),
+    ("segmentation.aux_weight=-0.5", "segmentation.aux_weight = -0.5 must be >= 0"),
+    ("eval.every_epochs=-1", "eval.every_epochs = -1 must be at least 0"),
+    ("eval.batch_size=0", "eval.batch_size = 0 must be at least 1"),
+    ("eval.num_overlays=-1", "eval.num_overlays = -1 must be at least 0"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_NUMBERS, ids=[o for o, _ in BAD_NUMBERS])
+def test_every_number_is_checked_at_load_naming_its_key(
+    tmp_path: Path, override: str, message: str
+) -> None:
+    key, _, value = override.partition("=")
+    section, *rest = key.split(".")
+    data: dict = {"stages": [{"epochs": 1}, {"epochs": 1}]}
+    node = data.setdefault(section, {})
+    path = [int(part) if part.isdigit() else part for part in rest]
+    for part in path[:-1]:
+        node = node[part] if isinstance(part, int) else node.setdefault(part, {})
+    node[path[-1]] = yaml.safe_load(value)
+    config_path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as error:
+        load_config(config_path)
+    assert str(error.value).startswith(f"{config_path}: {message}")
+    assert "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match=re.escape(message)):  # the same as an override
+        load_config(write(tmp_path, {}), [override])
+
+
+def test_every_number_field_declares_its_range_and_has_a_row_above() -> None:
+    # A new number in any section must say what it allows and get a row in BAD_NUMBERS.
+    sections = {ModelConfig: "model", DataConfig: "data", TransformConfig: "data.transforms",
+                TrainConfig: "train", StageConfig: "stages.N", EvalConfig: "eval",
+                OutputConfig: "output", SegmentationConfig: "segmentation"}  # fmt: skip
+    found = numbers(list(sections))
+    assert [spec.name for _, spec in found if "range" not in spec.metadata] == []
+    keys = {f"{sections[section]}.{spec.name}" for section, spec in found}
+    rows = {re.sub(r"^stages\.\d", "stages.N", o.partition("=")[0]) for o, _ in BAD_NUMBERS}
+    assert rows == keys
+
+
+def numbers(sections: list[type]) -> list[tuple[type, dataclasses.Field]]:
+    """The fields of ``sections`` annotated with int or float (alone, in a list, or optional)."""
+    found = []
+    for section in sections:
+        hints = typing.get_type_hints(section)
+        for spec in dataclasses.fields(section):
+            text = str(hints[spec.name])
+            if re.search(r"\b(int|float)\b", text) and "bool" not in text:
+                found.append((section, spec))
+    return found
+
+
+def test_boundary_values_are_accepted(tmp_path: Path) -> None:
+    overrides = [
+        "train.weight_decay=0", "train.momentum=0", "train.warmup_factor=1", "data.num_workers=0",
+        "data.transforms.flip=1", "stages.0.encoder_lr_mult=0", "stages.0.lr=1e-14",
+        "eval.every_epochs=0", "data.ignore_index=0", "train.min_lr_factor=1",
+    ]  # fmt: skip
+    config = load_config(write(tmp_path, {}), overrides)
+    assert config.train.weight_decay == 0.0 and config.stages[0].lr == 1e-14
+
+
+def test_a_section_built_in_code_checks_its_numbers_too() -> None:
+    with pytest.raises(ConfigError, match=r"^lr = -1.0 must be > 0$"):
+        StageConfig(iterations=1, lr=-1.0)
+    config = Config()
+    config.train.weight_decay = -1.0
+    with pytest.raises(ConfigError, match=r"^config: train.weight_decay = -1.0 must be >= 0$"):
+        validate(config)

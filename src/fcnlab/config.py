@@ -14,13 +14,17 @@ Configs written before the ``segmentation`` section existed set those three keys
 they are still read, moved to the new section with a FutureWarning.
 
 Every key is checked on load: an unknown key or a value of the wrong type or outside the allowed
-set is a :class:`ConfigError` naming the key, the value and what is allowed. Overrides use dotted
-paths with list indices, ``train.batch_size=8 stages.0.epochs=2``; the value is read as YAML.
+set is a :class:`ConfigError` naming the key, the value and what is allowed. Every number is
+checked against the range its field declares (``lr`` > 0, ``weight_decay`` >= 0, ``flip`` in
+[0, 1], ...), so ``stages.1.lr = -0.1 must be > 0`` is said at load, not by PyTorch mid-run.
+Overrides use dotted paths with list indices, ``train.batch_size=8 stages.0.epochs=2``; the value
+is read as YAML.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 import warnings
@@ -39,12 +43,92 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the key, the value and the rule."""
 
 
+class FieldError(ConfigError):
+    """A field's value breaks its rule; the section that holds the field puts its path in front
+    of ``key`` (``lr`` in the second stage becomes ``stages.1.lr``)."""
+
+    def __init__(self, key: str, value: Any, rule: str) -> None:
+        super().__init__(f"{key} = {value!r} {rule}")
+        self.key, self.value, self.rule = key, value, rule
+
+    def under(self, prefix: str) -> ConfigError:
+        """The same error with ``prefix.`` in front of its key."""
+        return ConfigError(f"{prefix}.{self.key} = {self.value!r} {self.rule}")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers a field allows: from ``low`` to ``high`` (None: unbounded), each end included
+    unless its ``_open`` flag says otherwise; never NaN or infinite."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def allows(self, value: float) -> bool:
+        """Whether ``value`` is finite and inside the range."""
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def rule(self, value: float) -> str:
+        """What the range asks of ``value``, as the end of a sentence: ``"must be > 0"``."""
+        if not math.isfinite(value):
+            return "must be a finite number"
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"must be in {left}{self.low:g}, {self.high:g}{right}"
+        if self.low is not None:
+            if not self.low_open and float(self.low).is_integer() and isinstance(value, int):
+                return f"must be at least {self.low:g}"
+            return f"must be {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"must be {'<' if self.high_open else '<='} {self.high:g}"
+        return "must be a finite number"
+
+
+def in_range(*args: Any, **kwargs: Any) -> Mapping[str, Range]:
+    """Field metadata declaring the :class:`Range` of a number field (or of each list item):
+    ``lr: float = field(default=0.01, metadata=POSITIVE)``; :func:`check_numbers` enforces it."""
+    return types.MappingProxyType({"range": Range(*args, **kwargs)})
+
+
+ANY_NUMBER = in_range()
+POSITIVE = in_range(0, low_open=True)
+NON_NEGATIVE = in_range(0)
+AT_LEAST_ONE = in_range(1)
+FRACTION = in_range(0, 1)
+BELOW_ONE = in_range(0, 1, high_open=True)
+# A label a mask PNG (8 or 16 bits) can hold.
+LABEL = in_range(0, 2**16 - 1)
+
+
+def check_numbers(section: Any) -> None:
+    """Raise a :class:`FieldError` for the first field of the dataclass ``section`` (or list item)
+    outside its declared :class:`Range`. Values of the wrong type are left to the loader's type
+    check, which names them first."""
+    for spec in dataclasses.fields(section):
+        allowed = spec.metadata.get("range")
+        value = getattr(section, spec.name)
+        if allowed is None or value is None:
+            continue
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            is_number = isinstance(item, (int, float)) and not isinstance(item, bool)
+            if is_number and not allowed.allows(item):
+                key = spec.name if index is None else f"{spec.name}.{index}"
+                raise FieldError(key, item, allowed.rule(item))
+
+
 @dataclass
 class ModelConfig:
     """Which model to build: ``fcnlab.models.build_model(name, num_classes, encoder, ...)``."""
 
     name: str = "fcn8s"
-    num_classes: int = 21
+    num_classes: int = field(default=21, metadata=AT_LEAST_ONE)
     encoder: str | None = None
     encoder_weights: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -52,35 +136,36 @@ class ModelConfig:
     # shape match is copied; FCN-16s starts from FCN-32s this way, FCN-8s from FCN-16s.
     init_from: str | None = None
 
+    def __post_init__(self) -> None:
+        check_numbers(self)
+
 
 @dataclass
 class TransformConfig:
     """Joint image/mask augmentation for training and the normalisation shared with evaluation."""
 
     # Random scale, crop (padded with ignore) and flip apply when crop_size is set.
-    crop_size: int | None = None
-    scale_range: list[float] | None = None
-    flip: float = 0.0
-    jitter: float = 0.0
+    crop_size: int | None = field(default=None, metadata=AT_LEAST_ONE)
+    scale_range: list[float] | None = field(default=None, metadata=POSITIVE)
+    flip: float = field(default=0.0, metadata=FRACTION)  # the probability of a horizontal flip
+    jitter: float = field(default=0.0, metadata=NON_NEGATIVE)
     # Evaluation images are resized to eval_size when set, else used at their own size.
-    eval_size: int | None = None
+    eval_size: int | None = field(default=None, metadata=AT_LEAST_ONE)
     normalize: bool = True
-    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
-    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN), metadata=ANY_NUMBER)
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD), metadata=POSITIVE)
 
     def __post_init__(self) -> None:
+        check_numbers(self)
         if self.scale_range is not None and (
-            len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]
+            len(self.scale_range) != 2 or self.scale_range[0] > self.scale_range[1]
         ):
-            raise ConfigError(
-                f"data.transforms.scale_range = {self.scale_range} must be [low, high] "
-                "with 0 < low <= high"
+            raise FieldError(
+                "scale_range", self.scale_range, "must be [low, high] with 0 < low <= high"
             )
         for name in ("mean", "std"):
             if len(getattr(self, name)) != 3:
-                raise ConfigError(
-                    f"data.transforms.{name} = {getattr(self, name)} must have 3 values (RGB)"
-                )
+                raise FieldError(name, getattr(self, name), "must have 3 values (RGB)")
 
 
 @dataclass
@@ -95,8 +180,11 @@ class DataConfig:
     # Merged over ``options`` for the validation split (e.g. a different seed for Shapes).
     val_options: dict[str, Any] = field(default_factory=dict)
     transforms: TransformConfig = field(default_factory=TransformConfig)
-    num_workers: int = 0
-    ignore_index: int = 255
+    num_workers: int = field(default=0, metadata=NON_NEGATIVE)
+    ignore_index: int = field(default=255, metadata=LABEL)
+
+    def __post_init__(self) -> None:
+        check_numbers(self)
 
 
 @dataclass
@@ -104,21 +192,20 @@ class StageConfig:
     """One stage of the recipe: a length, the encoder's state and the learning rates."""
 
     name: str = ""
-    epochs: int | None = None
-    iterations: int | None = None
+    epochs: int | None = field(default=None, metadata=AT_LEAST_ONE)
+    iterations: int | None = field(default=None, metadata=AT_LEAST_ONE)
     encoder: Literal["frozen", "trainable"] = "trainable"
-    lr: float = 0.01
-    encoder_lr_mult: float = 1.0
+    lr: float = field(default=0.01, metadata=POSITIVE)
+    # The encoder's learning rate is lr times this; 0 keeps a trainable encoder's weights.
+    encoder_lr_mult: float = field(default=1.0, metadata=NON_NEGATIVE)
 
     def __post_init__(self) -> None:
+        check_numbers(self)
         if (self.epochs is None) == (self.iterations is None):
             raise ConfigError(
                 f"stage {self.name!r} sets epochs={self.epochs} and iterations="
                 f"{self.iterations}; set exactly one of them"
             )
-        length = self.epochs if self.epochs is not None else self.iterations
-        if length is not None and length < 1:
-            raise ConfigError(f"stage {self.name!r} has length {length}; it must be at least 1")
 
 
 @dataclass
@@ -126,46 +213,40 @@ class TrainConfig:
     """The optimiser, schedule and loop settings shared by every stage."""
 
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    momentum: float = 0.9
+    momentum: float = field(default=0.9, metadata=BELOW_ONE)
     nesterov: bool = False
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    weight_decay: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999], metadata=BELOW_ONE)
+    weight_decay: float = field(default=1e-4, metadata=NON_NEGATIVE)
     schedule: Literal["constant", "poly", "cosine", "step"] = "poly"
-    warmup_steps: int = 0
-    warmup_factor: float = 0.001
-    poly_power: float = 0.9
-    step_size: int = 1000
+    warmup_steps: int = field(default=0, metadata=NON_NEGATIVE)
+    warmup_factor: float = field(default=0.001, metadata=FRACTION)
+    poly_power: float = field(default=0.9, metadata=NON_NEGATIVE)
+    step_size: int = field(default=1000, metadata=AT_LEAST_ONE)
     # schedule "step" with milestones: multiply by gamma at each listed stage step (the detection
     # papers' "drop at 60k and 80k"); without: every step_size steps.
-    milestones: list[int] | None = None
-    gamma: float = 0.1
-    min_lr_factor: float = 0.0
-    batch_size: int = 8
-    grad_accum: int = 1
-    clip_grad_norm: float | None = None
+    milestones: list[int] | None = field(default=None, metadata=AT_LEAST_ONE)
+    gamma: float = field(default=0.1, metadata=POSITIVE)
+    min_lr_factor: float = field(default=0.0, metadata=FRACTION)
+    batch_size: int = field(default=8, metadata=AT_LEAST_ONE)
+    grad_accum: int = field(default=1, metadata=AT_LEAST_ONE)
+    clip_grad_norm: float | None = field(default=None, metadata=POSITIVE)
     amp: Literal["off", "bf16", "fp16"] = "off"
     channels_last: bool = False
     compile: bool = False
     device: str = "auto"
     sync_bn: bool = False
-    seed: int = 0
+    seed: int = field(
+        default=0, metadata=NON_NEGATIVE
+    )  # NumPy's SeedSequence takes no negative seed
     deterministic: bool = False
-    log_every: int = 10
+    log_every: int = field(default=10, metadata=AT_LEAST_ONE)
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "grad_accum", "log_every", "step_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} = {getattr(self, name)} must be at least 1")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"train.warmup_steps = {self.warmup_steps} must be >= 0")
-        if not 0.0 <= self.warmup_factor <= 1.0:
-            raise ConfigError(f"train.warmup_factor = {self.warmup_factor} must be in [0, 1]")
-        if self.milestones is not None and (
-            any(m < 1 for m in self.milestones) or self.milestones != sorted(self.milestones)
-        ):
-            raise ConfigError(f"train.milestones = {self.milestones} must be increasing steps >= 1")
+        check_numbers(self)
+        if self.milestones is not None and self.milestones != sorted(set(self.milestones)):
+            raise FieldError("milestones", self.milestones, "must be increasing steps >= 1")
         if len(self.betas) != 2:
-            raise ConfigError(f"train.betas = {self.betas} must be two numbers [beta1, beta2]")
+            raise FieldError("betas", self.betas, "must be two numbers [beta1, beta2]")
 
 
 @dataclass
@@ -176,8 +257,11 @@ class SegmentationConfig:
     # fcnlab.losses.build_loss spec: "ce", or {"ce": 1.0, "dice": 0.5}, or {"ce": {"weight": 1,
     # "reduction": "sum"}} for the original FCN's unnormalised loss.
     loss: str | dict[str, Any] = "ce"
-    class_weights: list[float] | None = None
-    aux_weight: float = 0.5
+    class_weights: list[float] | None = field(default=None, metadata=NON_NEGATIVE)
+    aux_weight: float = field(default=0.5, metadata=NON_NEGATIVE)
+
+    def __post_init__(self) -> None:
+        check_numbers(self)
 
 
 # Keys that moved from ``train`` to the ``segmentation`` section; old configs are still read.
@@ -188,16 +272,13 @@ MOVED_TO_SEGMENTATION = ("loss", "class_weights", "aux_weight")
 class EvalConfig:
     """Evaluation during training and by ``fcnlab eval``."""
 
-    every_epochs: int = 1  # 0: only at the end of each stage
-    batch_size: int = 1
-    num_overlays: int = 4
+    # 0: only at the end of each stage.
+    every_epochs: int = field(default=1, metadata=NON_NEGATIVE)
+    batch_size: int = field(default=1, metadata=AT_LEAST_ONE)
+    num_overlays: int = field(default=4, metadata=NON_NEGATIVE)
 
     def __post_init__(self) -> None:
-        if self.every_epochs < 0 or self.batch_size < 1 or self.num_overlays < 0:
-            raise ConfigError(
-                f"eval: every_epochs={self.every_epochs} must be >= 0, batch_size="
-                f"{self.batch_size} >= 1 and num_overlays={self.num_overlays} >= 0"
-            )
+        check_numbers(self)
 
 
 @dataclass
@@ -329,6 +410,8 @@ def _build(cls: type[D], data: Mapping[str, Any], prefix: str = "") -> D:
     }
     try:
         return cls(**values)
+    except FieldError as error:
+        raise (error.under(prefix) if prefix else ConfigError(str(error))) from None
     except ConfigError as error:
         raise ConfigError(f"{prefix}: {error}" if prefix else str(error)) from None
 
