@@ -178,6 +178,7 @@ BAD_NUMBERS = [
     ("train.clip_grad_norm=-1", "train.clip_grad_norm = -1.0 must be > 0"),
     ("train.seed=-3", "train.seed = -3 must be at least 0"),
     ("train.log_every=0", "train.log_every = 0 must be at least 1"),
+    ("train.checkpoint_every_steps=-1", "train.checkpoint_every_steps = -1 must be at least 0"),
     ("stages.1.lr=-0.1", "stages.1.lr = -0.1 must be > 0"),
     ("stages.0.lr=.inf", "stages.0.lr = inf must be a finite number"),
     ("stages.0.encoder_lr_mult=-1", "stages.0.encoder_lr_mult = -1.0 must be >= 0"),

@@ -240,6 +240,9 @@ class TrainConfig:
     )  # NumPy's SeedSequence takes no negative seed
     deterministic: bool = False
     log_every: int = field(default=10, metadata=AT_LEAST_ONE)
+    # Also write last.pt every this many steps inside an epoch (0 or null: only at epoch and
+    # stage ends), so that a crash or kill -9 loses at most that many steps.
+    checkpoint_every_steps: int | None = field(default=None, metadata=NON_NEGATIVE)
 
     def __post_init__(self) -> None:
         check_numbers(self)
