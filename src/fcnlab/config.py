@@ -235,9 +235,8 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"
     sync_bn: bool = False
-    seed: int = field(
-        default=0, metadata=NON_NEGATIVE
-    )  # NumPy's SeedSequence takes no negative seed
+    # NumPy's SeedSequence, which mixes the per-sample seeds, takes no negative seed.
+    seed: int = field(default=0, metadata=NON_NEGATIVE)
     deterministic: bool = False
     log_every: int = field(default=10, metadata=AT_LEAST_ONE)
     # Also write last.pt every this many steps inside an epoch (0 or null: only at epoch and
