@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.deep_images import write_png16
 from helpers.fixtures import random_rgb, truncate, write_image, write_palette_png
 from PIL import Image
 
@@ -14,6 +15,7 @@ from fcnlab.data.io import (
     DatasetNotFoundError,
     SkipLog,
     check_same_size,
+    exif_orientation,
     label_table,
     map_labels,
     read_image,
@@ -50,17 +52,74 @@ def test_grayscale_palette_and_rgba_images_become_rgb(tmp_path: Path) -> None:
     torch.testing.assert_close(read_image(tmp_path / "rgba.png"), as_tensor(rgba[..., :3]))
 
 
-def test_exif_orientation_is_applied_to_images(tmp_path: Path) -> None:
-    # Quadrants of flat colour survive JPEG; orientation 6 means "rotate 90 degrees clockwise".
-    array = np.zeros((32, 48, 3), dtype=np.uint8)
-    array[:16, :24] = (255, 0, 0)
-    array[:16, 24:] = (0, 255, 0)
-    array[16:, :24] = (0, 0, 255)
-    array[16:, 24:] = (255, 255, 0)
-    image = read_image(write_image(tmp_path / "photo.jpg", array, orientation=6))
-    clockwise = np.rot90(array, k=-1)
-    assert image.shape == (3, 48, 32)
-    assert (image - as_tensor(clockwise)).abs().mean() < 0.02
+def quadrants(height: int = 32, width: int = 48) -> np.ndarray:
+    """Four flat colours, which survive JPEG and show any turn or flip."""
+    array = np.zeros((height, width, 3), dtype=np.uint8)
+    array[: height // 2, : width // 2] = (255, 0, 0)
+    array[: height // 2, width // 2 :] = (0, 255, 0)
+    array[height // 2 :, : width // 2] = (0, 0, 255)
+    array[height // 2 :, width // 2 :] = (255, 255, 0)
+    return array
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_images_are_read_in_stored_order_whatever_their_exif(
+    tmp_path: Path, orientation: int
+) -> None:
+    # Orientation 6 means "rotate 90 degrees clockwise to view"; it is recorded, not applied.
+    array = quadrants()
+    path = write_image(tmp_path / "photo.jpg", array, orientation=orientation)
+    assert exif_orientation(path) == orientation
+    image = read_image(path)
+    assert image.shape == (3, 32, 48)
+    assert (image - as_tensor(array)).abs().mean() < 0.02
+
+
+def test_mask_of_an_exif_turned_photo_is_named_in_the_size_error(tmp_path: Path) -> None:
+    # A mask drawn on the photo as a viewer shows it (turned by orientation 6) is 48x32.
+    photo = write_image(tmp_path / "photo.jpg", quadrants(), orientation=6)
+    turned_mask = torch.zeros(48, 32, dtype=torch.int64)
+    with pytest.raises(DataFormatError) as info:
+        check_same_size(read_image(photo), turned_mask, photo, "m.png")
+    assert "mask is 48x32 but its image" in info.value.reason
+    assert "EXIF orientation 6: the mask was drawn on the turned photo" in info.value.reason
+    plain = write_image(tmp_path / "plain.jpg", quadrants())
+    with pytest.raises(DataFormatError) as info:
+        check_same_size(read_image(plain), turned_mask, plain, "m.png")
+    assert "EXIF" not in info.value.reason and exif_orientation(plain) == 1
+
+
+def test_16_bit_grey_png_keeps_its_range(tmp_path: Path) -> None:
+    # Pillow opens a 16-bit grey PNG as I;16; converting that to RGB clips every value > 255.
+    values = np.array([[0, 255, 256, 1000], [30000, 40000, 65534, 65535]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as stored:
+        assert stored.mode == "I;16"
+    image = read_image(tmp_path / "deep.png")
+    expected = torch.from_numpy(values.astype(np.float32) / 65535).expand(3, -1, -1)
+    torch.testing.assert_close(image, expected, rtol=0, atol=1e-7)
+
+
+def test_16_bit_colour_png_is_scaled_to_8_bits(tmp_path: Path) -> None:
+    values = np.random.default_rng(0).integers(0, 65536, (3, 5, 3)).astype(np.uint16)
+    values[0, 0] = (65535, 32768, 256)
+    image = read_image(write_png16(tmp_path / "deep_rgb.png", values))
+    # Pillow keeps the high byte of each 16-bit sample: v // 256 / 255, within 1/255 of v / 65535.
+    high_bytes = (values >> 8).astype(np.uint8)
+    torch.testing.assert_close(image, as_tensor(high_bytes), rtol=0, atol=1e-7)
+    assert (image - torch.from_numpy(values / 65535).permute(2, 0, 1)).abs().max() <= 1 / 255
+    rgba = np.concatenate([values, np.full((3, 5, 1), 1000, np.uint16)], axis=2)
+    torch.testing.assert_close(read_image(write_png16(tmp_path / "a.png", rgba)), image)
+
+
+def test_32_bit_and_float_images_are_refused_with_the_file_named(tmp_path: Path) -> None:
+    values = np.arange(12, dtype=np.float32).reshape(3, 4)
+    Image.fromarray(values).save(tmp_path / "depth.tif")
+    with pytest.raises(DataFormatError, match=r"depth\.tif: image is floating-point \(mode F\)"):
+        read_image(tmp_path / "depth.tif")
+    Image.fromarray(values.astype(np.int32) * 100000).save(tmp_path / "counts.tif")
+    with pytest.raises(DataFormatError, match=r"counts\.tif: .*save it with 8 or 16 bits"):
+        read_image(tmp_path / "counts.tif")
 
 
 def test_mask_keeps_palette_indices_and_ignores_exif(tmp_path: Path) -> None:
@@ -76,6 +135,8 @@ def test_colour_mask_is_mapped_through_palette(tmp_path: Path) -> None:
     assert torch.equal(read_mask(path, voc_palette()), torch.from_numpy(indices))
     with pytest.raises(DataFormatError, match=r"c\.png.*colour \(RGB\).*pass a palette"):
         read_mask(path)
+    with pytest.raises(DataFormatError, match=r"c\.png: mask is a colour \(RGB\) image; ask"):
+        read_mask(path, colour_advice="ask")
     with pytest.raises(DataFormatError, match=r"c\.png.*not in the palette: \(224, 224, 192\)"):
         read_mask(path, voc_palette(3))
 

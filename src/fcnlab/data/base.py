@@ -33,6 +33,12 @@ from fcnlab.data.io import (
 from fcnlab.data.targets import Target
 
 Sample = tuple[Path, Path]
+# Added to an error met while loading a sample: a bad file found by training or evaluation is
+# rarely the only one, and the run meets them one by one (or never, in a dropped last batch).
+CHECK_ADVICE = (
+    "`fcnlab datasets check` lists every such file of a data set at once, "
+    "and data.options.skip_invalid: true skips them"
+)
 Transforms = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -83,7 +89,10 @@ class FileDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         index %= len(self)
         if not self.skip_invalid:
-            image, annotation = self.load(index)
+            try:
+                image, annotation = self.load(index)
+            except DataFormatError as error:
+                raise DataFormatError(error.file, f"{error.reason}; {CHECK_ADVICE}") from None
         else:
             image, annotation = self._load_next_valid(index)
         if self.transforms is not None:
@@ -114,6 +123,11 @@ class FileDataset(Dataset):
             except DataFormatError as error:
                 problems.append(Problem(error.file, error.reason))
         return problems
+
+    def classes_note(self, expected: int) -> str:
+        """Why this data set has ``num_classes`` classes rather than ``expected`` (a model's),
+        naming the files where it can; "" when the count needs no explanation."""
+        return ""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} samples, {self.num_classes} classes)"

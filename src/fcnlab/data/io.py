@@ -1,28 +1,39 @@
 """Reading images and masks from disk, and the checks every data set shares.
 
-Images come back as float32 ``(3, H, W)`` RGB in [0, 1] whatever their mode on disk, turned upright
-by their EXIF orientation. Masks come back as int64 ``(H, W)`` class indices exactly as stored:
-a palette PNG gives its indices (never its colours) and EXIF is never applied, because annotation
-tools write label maps in the stored pixel order. Every problem raises :class:`DataFormatError`
-naming the file and what was found; data sets built with ``skip_invalid=True`` hand those errors
-to a :class:`SkipLog` instead.
+Images come back as float32 ``(3, H, W)`` RGB in [0, 1] whatever their mode on disk: 16-bit
+images keep their 16 bits (scaled by 1/65535, never clipped). Masks come back as int64 ``(H, W)``
+class indices exactly as stored: a palette PNG gives its indices (never its colours).
+
+Images and masks are both read in their stored pixel order: an EXIF orientation tag is never
+applied. Label maps carry no EXIF and annotation tools write them in the stored order, so turning
+only the image would misalign every sample whose photo has the tag (silently, for a square one);
+torchvision's ``read_image`` and PIL read the same way. Where an image's mask has the size of the
+image turned by its tag, the size error says so (see :func:`check_same_size`).
+
+Every problem raises :class:`DataFormatError` naming the file and what was found; data sets built
+with ``skip_invalid=True`` hand those errors to a :class:`SkipLog` instead.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 logger = logging.getLogger("fcnlab.data")
 
 # Values shown in an error before the list is cut short.
 _MAX_SHOWN = 10
+# PIL's modes of one 16-bit channel (PNG and TIFF grey images open as ``I;16``).
+_MODES_16 = ("I;16", "I;16B", "I;16L", "I;16N")
+EXIF_ORIENTATION = 0x0112
+# EXIF orientations 5-8 turn the picture by 90 degrees, swapping its height and width.
+_EXIF_TRANSPOSED = (5, 6, 7, 8)
 
 
 class DataFormatError(ValueError):
@@ -35,7 +46,14 @@ class DataFormatError(ValueError):
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """A data set root, folder or split list that is not where the layout says it should be."""
+    """A data set root, folder or split list that is not where the layout says it should be.
+
+    ``problem`` is the message without the expected layout that :func:`layout_error` adds.
+    """
+
+    def __init__(self, message: str, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = message if problem is None else problem
 
 
 class Problem(NamedTuple):
@@ -72,7 +90,7 @@ class SkipLog:
 
 def layout_error(problem: str, layout: str) -> DatasetNotFoundError:
     """A :class:`DatasetNotFoundError` saying ``problem`` and showing the expected ``layout``."""
-    return DatasetNotFoundError(f"{problem}; expected this layout:\n{layout.rstrip()}")
+    return DatasetNotFoundError(f"{problem}; expected this layout:\n{layout.rstrip()}", problem)
 
 
 def require_path(path: Path, layout: str, what: str = "data set root") -> Path:
@@ -95,12 +113,34 @@ def _open(path: Path, kind: str) -> Image.Image:
 
 
 def read_image(path: str | Path) -> torch.Tensor:
-    """Read an image as float32 ``(3, H, W)`` RGB in [0, 1], upright by its EXIF orientation.
+    """Read an image as float32 ``(3, H, W)`` RGB in [0, 1], in its stored pixel order.
 
-    Grayscale, palette, CMYK and RGBA images are converted to RGB (alpha is dropped).
+    Grayscale, palette, CMYK and RGBA images are converted to RGB (alpha is dropped); see
+    :func:`image_to_tensor` for 16-bit and other deep images. EXIF orientation is not applied
+    (the module's docstring says why).
     """
     path = Path(path)
-    image = ImageOps.exif_transpose(_open(path, "image"))
+    return image_to_tensor(_open(path, "image"), path)
+
+
+def image_to_tensor(image: Image.Image, source: str | Path = "image") -> torch.Tensor:
+    """A PIL image as float32 ``(3, H, W)`` RGB in [0, 1], pixels in their stored order.
+
+    One 16-bit channel (``I;16``; ``I`` from a PNG, as older Pillow opens 16-bit PNGs) is divided
+    by 65535 and repeated three times; Pillow itself reads 16-bit RGB(A) PNGs as 8 bits per
+    channel. 32-bit integer or float images (``I``, ``F`` TIFFs) have no agreed range: they raise
+    :class:`DataFormatError` naming ``source``.
+    """
+    if image.mode in _MODES_16 or (image.mode == "I" and image.format == "PNG"):
+        grey = torch.from_numpy(np.asarray(image).astype(np.float32)).div_(65535)
+        return grey[None].repeat(3, 1, 1)
+    if image.mode in ("I", "F"):
+        kind = "32-bit integer" if image.mode == "I" else "floating-point"
+        raise DataFormatError(
+            source,
+            f"image is {kind} (mode {image.mode}), which has no standard range of values; "
+            "save it with 8 or 16 bits per channel",
+        )
     if image.mode == "P" and "transparency" in image.info:
         # PIL wants palette transparency resolved through RGBA before dropping it.
         image = image.convert("RGBA")
@@ -108,19 +148,32 @@ def read_image(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous().to(torch.float32).div_(255)
 
 
-def read_mask(path: str | Path, palette: np.ndarray | None = None) -> torch.Tensor:
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag of image ``path``; 1 (upright) when it has none or is unreadable."""
+    try:
+        with Image.open(path) as image:
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    except (OSError, SyntaxError, ValueError):
+        return 1
+    return orientation if isinstance(orientation, int) else 1
+
+
+def read_mask(
+    path: str | Path,
+    palette: np.ndarray | None = None,
+    colour_advice: str = "pass a palette to map its colours to classes",
+) -> torch.Tensor:
     """Read a label map as int64 ``(H, W)`` indices, without EXIF and without palette colours.
 
     Palette (``P``), grayscale (``L``), 16-bit (``I;16``) and bilevel PNGs give their stored
-    values. An RGB(A) mask needs ``palette`` ``(K, 3)``: each colour becomes its row index.
+    values. An RGB(A) mask needs ``palette`` ``(K, 3)``: each colour becomes its row index;
+    without one it raises, ending with ``colour_advice`` (what the caller's user can do).
     """
     path = Path(path)
     image = _open(path, "mask")
     if image.mode in ("RGB", "RGBA"):
         if palette is None:
-            raise DataFormatError(
-                path, f"mask is a colour ({image.mode}) image; pass a palette to map colours"
-            )
+            raise DataFormatError(path, f"mask is a colour ({image.mode}) image; {colour_advice}")
         array = colours_to_indices(np.asarray(image.convert("RGB")), palette, path)
     elif image.mode in ("P", "L", "1", "I", "I;16", "I;16B", "I;16L"):
         array = np.asarray(image).astype(np.int64)
@@ -145,21 +198,33 @@ def colours_to_indices(rgb: np.ndarray, palette: np.ndarray, path: str | Path) -
     unknown = palette_codes[indices] != codes
     if unknown.any():
         found = sorted({tuple(int(c) for c in colour) for colour in rgb[unknown]})
-        raise DataFormatError(path, f"mask colours not in the palette: {_shown(found)}")
+        raise DataFormatError(path, f"mask colours not in the palette: {abbreviated(found)}")
     return indices
 
 
 def check_same_size(
     image: torch.Tensor, mask: torch.Tensor, image_path: str | Path, mask_path: str | Path
 ) -> None:
-    """Raise :class:`DataFormatError` naming ``mask_path`` if the mask and image sizes differ."""
+    """Raise :class:`DataFormatError` naming ``mask_path`` if the mask and image sizes differ.
+
+    When the mask has the image's size turned by 90 degrees and the image file has an EXIF tag
+    that turns it so, the error says that the mask was drawn on the turned photo.
+    """
     image_size, mask_size = tuple(image.shape[-2:]), tuple(mask.shape[-2:])
-    if image_size != mask_size:
-        raise DataFormatError(
-            mask_path,
-            f"mask is {mask_size[0]}x{mask_size[1]} but its image '{image_path}' is "
-            f"{image_size[0]}x{image_size[1]} (height x width)",
+    if image_size == mask_size:
+        return
+    reason = (
+        f"mask is {mask_size[0]}x{mask_size[1]} but its image '{image_path}' is "
+        f"{image_size[0]}x{image_size[1]} (height x width)"
+    )
+    orientation = exif_orientation(image_path) if mask_size == image_size[::-1] else 1
+    if orientation in _EXIF_TRANSPOSED:
+        reason += (
+            f", the image's size turned by its EXIF orientation {orientation}: the mask was drawn "
+            "on the turned photo, while fcnlab reads images in their stored pixel order; save "
+            "the image upright without the tag (e.g. with PIL's ImageOps.exif_transpose)"
         )
+    raise DataFormatError(mask_path, reason)
 
 
 def label_table(mapping: Mapping[int, int]) -> torch.Tensor:
@@ -182,8 +247,8 @@ def map_labels(mask: torch.Tensor, table: torch.Tensor, path: str | Path) -> tor
         allowed = (table >= 0).nonzero().flatten().tolist()
         raise DataFormatError(
             path,
-            f"mask values {_shown(found)} ({int(invalid.sum())} pixels) are not labels of this "
-            f"data set; allowed: {_ranges(allowed)}",
+            f"mask values {abbreviated(found)} ({int(invalid.sum())} pixels) are not labels of "
+            f"this data set; allowed: {_ranges(allowed)}",
         )
     return mapped
 
@@ -196,10 +261,10 @@ def validate_mask(
     return map_labels(mask, label_table({**identity, ignore_index: ignore_index}), path)
 
 
-def _shown(values: list) -> str:
-    """The first few values, with how many more there are."""
-    text = ", ".join(str(value) for value in values[:_MAX_SHOWN])
-    return text + (f" and {len(values) - _MAX_SHOWN} more" if len(values) > _MAX_SHOWN else "")
+def abbreviated(items: Sequence[object], limit: int = _MAX_SHOWN) -> str:
+    """The first ``limit`` items joined by commas, with how many more there are."""
+    text = ", ".join(str(item) for item in items[:limit])
+    return text + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def _ranges(values: list[int]) -> str:

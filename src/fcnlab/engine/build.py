@@ -55,9 +55,12 @@ def build_split(config: DataConfig, split: str, train: bool, task: str | None = 
 
 
 def check_num_classes(dataset: Dataset, num_classes: int, what: str) -> None:
-    """Raise unless ``dataset.num_classes`` (when it has one) equals the model's."""
+    """Raise unless ``dataset.num_classes`` (when it has one) equals the model's; the error adds
+    the data set's ``classes_note`` (which files hold the values behind its count), if any."""
     found = getattr(dataset, "num_classes", None)
     if found is not None and found != num_classes:
+        note = getattr(dataset, "classes_note", lambda expected: "")(num_classes)
         raise ValueError(
             f"model.num_classes = {num_classes} but the {what} data set has {found} classes"
+            + (f"; {note}" if note else "")
         )

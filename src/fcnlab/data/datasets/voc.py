@@ -42,6 +42,12 @@ benchmark_RELEASE/dataset/              <- sbd_root
 └── img/2008_000002.jpg                 (read when VOC's JPEGImages/ lacks the image)
 """
 
+# A colour mask in SegmentationClass/ has lost the devkit's palette indices (an editor or a
+# converter saved its colours); the data set reads indices only, so the file must be restored.
+VOC_COLOUR_ADVICE = (
+    "VOC's SegmentationClass masks are palette ('P') PNGs whose stored values are the classes, "
+    "so restore this file from the devkit or save it again as a palette PNG of class indices"
+)
 # The 20 object classes, 0-based: the segmentation classes without the background.
 VOC_OBJECT_CLASSES = VOC_CLASSES[1:]
 BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
@@ -103,7 +109,10 @@ class VOCSegmentation(VOCImages, SegmentationDataset):
     def load_mask(self, index: int) -> torch.Tensor:
         """A VOC palette PNG or an SBD ``.mat``, as class indices."""
         path = self.samples[index][1]
-        mask = read_sbd_mask(path) if path.suffix == ".mat" else read_mask(path)
+        if path.suffix == ".mat":
+            mask = read_sbd_mask(path)
+        else:
+            mask = read_mask(path, colour_advice=VOC_COLOUR_ADVICE)
         return validate_mask(mask, self.num_classes, self.ignore_index, path)
 
 
