@@ -159,6 +159,47 @@ def test_predict_errors_are_one_line(
         assert message in err and "Traceback" not in err
 
 
+def add_unreadable_images(folder: Path) -> list[Path]:
+    """A truncated PNG and a text file named .jpg in ``folder``, sorted before its good images
+    (a run that stopped at the first bad file would write nothing)."""
+    good = (folder / "tall.png").read_bytes()
+    truncated, text = folder / "broken[final].png", folder / "notes.jpg"
+    truncated.write_bytes(good[: len(good) // 2])
+    text.write_text("not an image\n")
+    return [truncated, text]
+
+
+def check_unreadable_listed(err: str, bad: list[Path], total: int) -> None:
+    """stderr: one line saying how many images failed, then each file (literally) and why."""
+    lines = err.splitlines()
+    assert lines[0] == (
+        f"error: {len(bad)} of {total} images could not be read and have no predictions:"
+    )
+    assert len(lines) == 1 + len(bad)
+    for line, path in zip(lines[1:], bad, strict=True):
+        assert line.startswith(f"  {path}: cannot read image: ")
+
+
+def test_predict_goes_on_past_unreadable_images_and_lists_them(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = write_images(tmp_path)
+    del images["photo"]
+    bad = add_unreadable_images(tmp_path / "in")
+    out = tmp_path / "out"
+    assert (
+        main(["predict", "--checkpoint", str(weights), str(tmp_path / "in"), "--out", str(out)])
+        == 1
+    )
+    captured = capsys.readouterr()
+    assert "wrote 6 PNGs for 2 images" in captured.out
+    check_outputs(out, images, Predictor(weights, "cpu"), alpha=0.5)
+    check_unreadable_listed(captured.err, bad, total=4)
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        f"{stem}_{kind}.png" for stem in images for kind in ("mask", "color", "overlay")
+    )
+
+
 def tiny_detector(folder: Path) -> tuple[Path, torch.nn.Module]:
     """A CenterNet checkpoint in the engine's format for Shapes' disks and squares, untrained but
     with boxes to draw: every box 4 x 4 cells (16 px), heatmap peaks near 0.5."""
@@ -224,3 +265,24 @@ def test_predict_with_a_detector_draws_boxes_and_writes_coco_results(
     for extra, message in cases:
         assert main([*argv, *extra]) == 1
         assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_predict_with_a_detector_goes_on_past_unreadable_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint, _ = tiny_detector(tmp_path)
+    images = write_images(tmp_path)
+    bad = add_unreadable_images(tmp_path / "in")
+    out = tmp_path / "out"
+    inputs = [str(tmp_path / "in"), str(tmp_path / "photo.jpg")]
+    assert main(["predict", "--checkpoint", str(checkpoint), *inputs, "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "wrote 3 pictures with boxes" in captured.out
+    check_unreadable_listed(captured.err, bad, total=5)
+    written = json.loads((out / "detections.json").read_text())
+    assert sorted(Path(image["file_name"]).stem for image in written["images"]) == sorted(images)
+    assert [image["id"] for image in written["images"]] == [0, 1, 2]
+    assert {entry["image_id"] for entry in written["annotations"]} <= {0, 1, 2}
+    assert sorted(path.name for path in out.glob("*_boxes.png")) == sorted(
+        f"{stem}_boxes.png" for stem in images
+    )

@@ -14,7 +14,7 @@ from torch import nn
 
 from fcnlab.config import save_config
 from fcnlab.data.io import read_image
-from fcnlab.inference import TTA, ModelMetadata, Predictor, to_image_tensor
+from fcnlab.inference import TTA, ModelMetadata, Predictor, tiles, to_image_tensor
 from fcnlab.runtime.checkpoint import CheckpointError, save_safetensors
 
 
@@ -105,6 +105,18 @@ def test_sliding_window_predictor_equals_whole_image_for_a_pointwise_model() -> 
     windowed = Predictor(model, "cpu", metadata=metadata(3), window=24, overlap=0.33)
     images = torch.rand(1, 3, 61, 90)
     torch.testing.assert_close(windowed.logits(images), whole.logits(images), atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_a_windowed_predictor_reports_its_windows() -> None:
+    done: list[tuple[int, int]] = []
+    predictor = Predictor(
+        nn.Conv2d(3, 3, 1), "cpu", window=24, overlap=0.33, batch_size=2,
+        window_progress=lambda *count: done.append(count),
+    )  # fmt: skip
+    predictor.predict(torch.rand(3, 61, 90))
+    total = len(list(tiles(61, 90, (24, 24), 0.33)))
+    assert done == [(min(k, total), total) for k in range(2, total + 2, 2)]
 
 
 @torch.no_grad()

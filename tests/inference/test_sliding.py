@@ -115,6 +115,22 @@ def test_network_inputs_are_bounded_by_the_window() -> None:
     assert sum(s[0] for s in shapes) == len(list(tiles(200, 300, (64, 64), 0.25)))
 
 
+def test_progress_counts_the_windows_run_so_far() -> None:
+    model, ran, done = conv_net(1), [0], []
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        ran.append(ran[-1] + x.shape[0])  # windows through the network after this call
+        return model(x)
+
+    images = torch.randn(1, 3, 100, 150)
+    with torch.no_grad():
+        logits = sliding_window(forward, images, 64, 0.25, 3, progress=lambda *c: done.append(c))
+        plain = sliding_window(model, images, 64, 0.25, 3)
+    total = len(list(tiles(100, 150, (64, 64), 0.25)))
+    assert done == [(count, total) for count in ran[1:]] and done[-1] == (total, total)
+    torch.testing.assert_close(logits, plain)
+
+
 @pytest.mark.parametrize(("height", "width"), [(45, 37), (64, 32), (1, 33)])
 def test_padding_to_a_multiple_returns_the_input_size(height: int, width: int) -> None:
     images = torch.randn(2, 3, height, width)

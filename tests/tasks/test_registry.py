@@ -4,6 +4,7 @@ engine, the command line and export ask."""
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -90,6 +91,19 @@ def test_run_evaluation_resets_processes_every_batch_evaluates_and_restores_the_
     calls = run_evaluation(model, loader, Counting(), infer)
     assert calls == ["reset", "process 2 7", "process 6 8", "evaluate"]
     assert seen_modes == [False, False] and model.training
+
+
+def test_run_evaluation_shows_its_progress_through_the_wrapper_it_is_given() -> None:
+    loader = [(torch.ones(1, 2), torch.tensor(k)) for k in range(3)]
+    shown = []
+
+    def progress(batches: list) -> Iterator:
+        for batch in batches:
+            yield batch
+            shown.append(len(shown) + 1)
+
+    calls = run_evaluation(nn.Identity(), loader, Counting(), lambda images: images, progress)
+    assert shown == [1, 2, 3] and calls[1:-1] == [f"process 2 {k}" for k in range(3)]
 
 
 def test_tables_print_percent_and_dashes_for_nan() -> None:

@@ -2,7 +2,7 @@
 
 The model's task decides what is measured, printed and drawn: for a segmentation model IoU and
 accuracy per class and ``confusion.png``; for a detector pycocotools' 12-line COCO summary, AP
-and AP50 per class and ``pr_curve.png``.
+and AP50 per class and ``pr_curve.png``. On a terminal a progress bar follows the batches.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from fcnlab.engine.loader import eval_loader
 from fcnlab.inference import Predictor
 from fcnlab.models.from_config import build_model_from_config
 from fcnlab.runtime.checkpoint import load_model_weights
+from fcnlab.runtime.console import Bars, print_literal
 from fcnlab.runtime.distributed import DistInfo
 from fcnlab.tasks import EvalSettings, class_names, run_evaluation, task_of
 
@@ -72,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         infer = task.inference(model, EvalSettings())
     evaluator = task.evaluator(config.model.num_classes, config, names)
-    result = run_evaluation(model, loader, evaluator, infer)
+    with Bars(console) as bars:
+        result = run_evaluation(
+            model, loader, evaluator, infer, lambda batches: bars.track(batches, "evaluating")
+        )
     shown, pictures = task.report(result, names, dataset, out)
     for renderable in shown:
         console.print(renderable)
@@ -80,5 +84,5 @@ def run(args: argparse.Namespace) -> int:
     record.update(kind="eval", split=split, checkpoint=str(args.checkpoint), classes=names)
     (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
     written = " and ".join(str(path) for path in [out / "metrics.json", *pictures])
-    console.print(f"wrote {written}", markup=False)
+    print_literal(console, f"wrote {written}")
     return 0

@@ -1,7 +1,8 @@
 """``fcnlab export``: a checkpoint to ONNX, safetensors or TorchScript, metadata included.
 
 An ONNX export is also run once with onnxruntime against PyTorch at two sizes (one odd), and the
-largest logit difference is printed, so a broken export is noticed where it was made.
+largest logit difference is printed, so a broken export is noticed where it was made. On a
+terminal a status line says what is being done meanwhile.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 from fcnlab.inference.export import OPSET, export_checkpoint, export_formats
 from fcnlab.inference.onnx_backend import OnnxModel
 from fcnlab.inference.predictor import model_forward
+from fcnlab.runtime.console import print_literal, status
 
 # The sizes an ONNX export is checked at: square and odd, neither a multiple of 32.
 CHECK_SIZES = ((64, 64), (45, 77))
@@ -50,16 +52,19 @@ def onnx_max_difference(model: nn.Module, path: str, sizes: tuple[tuple[int, int
 def run(args: argparse.Namespace) -> int:
     """Load the checkpoint, export it, check an ONNX export with onnxruntime."""
     options = {"opset": args.opset} if args.fmt == "onnx" else {}
-    path, model, metadata = export_checkpoint(
-        args.checkpoint, args.fmt, args.out, args.config, **options
-    )
     console = Console(highlight=False)
-    console.print(
+    with status(console, f"exporting {args.checkpoint} as {args.fmt} to {args.out}"):
+        path, model, metadata = export_checkpoint(
+            args.checkpoint, args.fmt, args.out, args.config, **options
+        )
+    print_literal(
+        console,
         f"wrote {path} ({args.fmt}, {metadata.name}, {metadata.num_classes} classes: "
-        f"{', '.join(metadata.classes[:6])}{', ...' if metadata.num_classes > 6 else ''})"
+        f"{', '.join(metadata.classes[:6])}{', ...' if metadata.num_classes > 6 else ''})",
     )
     if args.fmt == "onnx":
-        difference = onnx_max_difference(model, str(path), CHECK_SIZES)
         sizes = ", ".join(f"{h}x{w}" for h, w in CHECK_SIZES)
+        with status(console, f"checking {path} with onnxruntime at {sizes}"):
+            difference = onnx_max_difference(model, str(path), CHECK_SIZES)
         console.print(f"onnxruntime vs PyTorch at {sizes}: max |logit difference| {difference:.2e}")
     return 0

@@ -1,4 +1,8 @@
-"""Entry point: builds the parser from the command modules and turns errors into one line."""
+"""Entry point: builds the parser from the command modules and turns errors into one line.
+
+The line is printed as it is, never wrapped and without rich markup, so that a file named
+``set[v2]/broken[final].jpg`` or a path longer than the terminal reads (and copies) whole; an
+error raised in a DataLoader worker shows the worker's own message, not its traceback."""
 
 from __future__ import annotations
 
@@ -8,8 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.text import Text
 
 from fcnlab import __version__
+from fcnlab.engine.loader import worker_error_message
+from fcnlab.runtime.console import print_literal
 
 # Each module defines ``register(subparsers)``, which adds its sub-command with a ``run`` default.
 COMMAND_MODULES = (
@@ -54,8 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        Console(stderr=True, highlight=False).print(
-            f"[bold red]error:[/bold red] {error}", markup=True
-        )
+        line = Text.assemble(("error:", "bold red"), " ", worker_error_message(error))
+        print_literal(Console(stderr=True), line)
         print("(run with --debug for the full traceback)", file=sys.stderr)
         return 1

@@ -9,6 +9,10 @@ What is written depends on the model's task (see each task's ``write_predictions
 * a detector draws its boxes, class names and scores on each image (``NAME_boxes.png``) and
   writes all detections scoring at least ``--score-threshold`` to ``detections.json`` in COCO's
   format.
+
+An image that cannot be read (truncated, not an image) does not stop the others: every other
+image is written, the unreadable ones are listed at the end with the reason, and the exit status
+is 1. On a terminal, progress bars follow the images and the sliding windows of a large one.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from fcnlab.cli.options import add_inference_arguments, check_dense_options, inference_options
 from fcnlab.inference import load_trained
 from fcnlab.inference.export import onnx_metadata
+from fcnlab.runtime.console import Bars, print_literal
 from fcnlab.tasks import task_of, task_of_model_name
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -100,5 +106,21 @@ def run(args: argparse.Namespace) -> int:
         task = task_of(model)
     check_dense_options(options, task, repr(args.checkpoint))
     console = Console(highlight=False)
-    task.write_predictions(model, metadata, images, Path(args.out), options, console)
-    return 0
+    with Bars(console) as bars:
+        result = task.write_predictions(
+            model, metadata, images, Path(args.out), options, console, bars
+        )
+    if not result.unreadable:
+        return 0
+    count = len(result.unreadable)
+    errors = Console(stderr=True)
+    print_literal(
+        errors,
+        Text.assemble(
+            ("error:", "bold red"),
+            f" {count} of {len(images)} images could not be read and have no predictions:",
+        ),
+    )
+    for problem in result.unreadable:
+        print_literal(errors, f"  {problem.file}: {problem.reason}")
+    return 1

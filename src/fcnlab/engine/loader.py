@@ -6,12 +6,16 @@
 * The random augmentation of a sample is a function of ``(seed, epoch, index)`` only
   (:class:`SeededSamples` seeds torch, NumPy and Python around each ``__getitem__``), so it does
   not depend on worker count, rank or where a resumed run starts.
+* An error in a worker process reaches the main process with the worker's whole traceback as
+  its message; :func:`worker_error_message` gives back the worker's own message, so the user
+  reads the same line whatever ``num_workers`` is.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +24,27 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from fcnlab.runtime.distributed import DistInfo
+
+# How PyTorch's ExceptionWrapper.reraise starts the message of a worker's error.
+WORKER_ERROR = re.compile(r"Caught (?P<name>\w+) in DataLoader worker process \d+\.\n")
+
+
+def worker_error_message(error: BaseException) -> str:
+    """The message of the exception a DataLoader worker raised, for an ``error`` PyTorch raised
+    again in the main process ("Caught X in DataLoader worker process N." and the worker's
+    traceback, whose last entry is X and its message); ``str(error)`` for any other error."""
+    text = str(error)
+    caught = WORKER_ERROR.match(text)
+    if caught is None:
+        return text
+    name = re.escape(caught["name"])
+    # The traceback ends with the raised exception ("module.X: message", maybe over several
+    # lines); a chained cause of the same type comes before it, so the last match is the one.
+    ends = list(re.finditer(rf"^(?:[\w.]+\.)?{name}(?:: |$)", text, re.MULTILINE))
+    if not ends:
+        return text
+    message = text[ends[-1].end() :].strip()
+    return message or caught["name"]
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

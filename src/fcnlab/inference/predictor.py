@@ -8,7 +8,7 @@ probabilities) at each input's own resolution.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from fcnlab.config import Config
-from fcnlab.data.io import read_image
+from fcnlab.data.io import image_to_tensor, read_image
 from fcnlab.data.transforms import normalize
 from fcnlab.inference.loading import load_trained
 from fcnlab.inference.metadata import ModelMetadata
@@ -52,14 +52,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def to_image_tensor(image: ImageInput) -> torch.Tensor:
     """An image as float32 (3, H, W) RGB in [0, 1].
 
-    Paths are read with :func:`fcnlab.data.io.read_image`; PIL images are converted to RGB;
-    arrays and tensors may be (H, W, 3) or (3, H, W) uint8 (0..255) or float ([0, 1]), or
-    (H, W) grey. A (3, H, W)-or-(H, W, 3) ambiguity is settled in favour of channels first.
+    Paths are read with :func:`fcnlab.data.io.read_image` and PIL images converted with
+    :func:`fcnlab.data.io.image_to_tensor`, as the data sets read their images: stored pixel
+    order (EXIF orientation not applied, so predictions line up with masks drawn on the stored
+    pixels) and 16-bit images scaled, not clipped. Arrays and tensors may be (H, W, 3) or
+    (3, H, W) uint8 (0..255) or float ([0, 1]), or (H, W) grey. A (3, H, W)-or-(H, W, 3)
+    ambiguity is settled in favour of channels first.
     """
     if isinstance(image, (str, Path)):
         return read_image(image)
     if isinstance(image, Image.Image):
-        image = np.array(image.convert("RGB"))
+        return image_to_tensor(image)
     # A copy of arrays: PIL's and memory-mapped ones are read-only, which torch warns about.
     tensor = (
         torch.from_numpy(np.array(image))
@@ -101,6 +104,8 @@ class Predictor:
     ``window`` (pixels, int or (h, w)) switches on sliding-window inference with ``overlap``;
     ``tta`` averages flipped and rescaled copies; ``multiple`` pads every network input to a
     multiple of it (for networks that need divisible sizes), and the result is cropped back.
+    ``window_progress`` is called with (windows done, windows in all) as sliding windows run
+    (a progress bar on a large image).
     """
 
     def __init__(
@@ -115,9 +120,11 @@ class Predictor:
         tta: TTA | None = None,
         multiple: int | None = None,
         batch_size: int = 4,
+        window_progress: Callable[[int, int], None] | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.window, self.overlap = window, overlap
+        self.window_progress = window_progress
         self.tta = tta or TTA()
         self.multiple, self.batch_size = multiple, batch_size
         if isinstance(model, nn.Module):
@@ -144,7 +151,13 @@ class Predictor:
         if self.window is None:
             return padded_forward(self._forward, images, self.multiple)
         return sliding_window(
-            self._forward, images, self.window, self.overlap, self.batch_size, self.multiple
+            self._forward,
+            images,
+            self.window,
+            self.overlap,
+            self.batch_size,
+            self.multiple,
+            self.window_progress,
         )
 
     @torch.inference_mode()

@@ -89,12 +89,14 @@ def sliding_window(
     overlap: float = 0.33,
     batch_size: int = 4,
     multiple: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Logits (N, K, H, W) of ``images`` (N, C, H, W), computed window by window.
 
     ``forward`` maps (B, C, h, w) to (B, K, h, w); up to ``batch_size`` windows go through it
     at once. Logits are blended with :func:`window_weights`; ``multiple`` pads each window
-    (see :func:`padded_forward`). The accumulator lives on the images' device.
+    (see :func:`padded_forward`). The accumulator lives on the images' device. ``progress`` is
+    called with (windows done, windows in all) after each batch of windows.
     """
     window = (window, window) if isinstance(window, int) else tuple(window)
     if min(window) < 1 or batch_size < 1:
@@ -106,8 +108,9 @@ def sliding_window(
     norm = torch.zeros(height, width, device=images.device)
     for top, left, win_h, win_w in boxes:
         norm[top : top + win_h, left : left + win_w] += weights
-    for start in range(0, len(boxes), max(1, batch_size // n)):
-        chunk = boxes[start : start + max(1, batch_size // n)]
+    step = max(1, batch_size // n)
+    for start in range(0, len(boxes), step):
+        chunk = boxes[start : start + step]
         crops = torch.cat([images[..., t : t + h, s : s + w] for t, s, h, w in chunk])
         logits = padded_forward(forward, crops, multiple).float()
         if total is None:
@@ -115,5 +118,7 @@ def sliding_window(
         for i, (top, left, win_h, win_w) in enumerate(chunk):
             part = logits[i * n : (i + 1) * n]
             total[..., top : top + win_h, left : left + win_w].addcmul_(part, weights)
+        if progress is not None:
+            progress(min(start + step, len(boxes)), len(boxes))
     assert total is not None
     return total.div_(norm)  # in place: the accumulator is the one image-sized tensor

@@ -11,21 +11,29 @@ never compare task names. One evaluation loop, :func:`run_evaluation`, serves ev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from matplotlib.figure import Figure
+from rich.console import Console
 from rich.table import Table
 from torch import nn
 from torch.utils.data import Dataset
 
 from fcnlab.config import Config
+from fcnlab.data.io import DataFormatError, Problem
+from fcnlab.inference.metadata import ModelMetadata
+from fcnlab.inference.options import PredictOptions
+from fcnlab.inference.predictor import to_image_tensor
+from fcnlab.runtime.console import Bars
 
 Infer = Callable[[torch.Tensor], Any]
 LossFn = Callable[[Any, Any], torch.Tensor]
+# Wraps a loop's iterable to show its progress (``Bars.track``); the loop itself prints nothing.
+Track = Callable[[Iterable[Any]], Iterable[Any]]
 
 
 class Evaluation(Protocol):
@@ -51,6 +59,15 @@ class Evaluator(Protocol):
     def process(self, predictions: Any, targets: Any) -> None: ...
 
     def evaluate(self) -> Evaluation: ...
+
+
+@dataclass
+class Predictions:
+    """What ``write_predictions`` wrote, and the input images it could not read (file and
+    reason), which it skipped to go on with the others."""
+
+    written: list[Path] = field(default_factory=list)
+    unreadable: list[Problem] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -140,20 +157,55 @@ class Task(Protocol):
         """Raise on options of ``config`` that this task cannot use, naming the key."""
         ...
 
+    def write_predictions(
+        self,
+        model: nn.Module | Path,
+        metadata: ModelMetadata,
+        images: Sequence[Path],
+        out: Path,
+        options: PredictOptions,
+        console: Console,
+        bars: Bars,
+    ) -> Predictions:
+        """``fcnlab predict``: run ``model`` on every readable image of ``images`` and write its
+        predictions to ``out``; an image that cannot be read is skipped and listed."""
+        ...
 
-def run_evaluation(model: nn.Module, loader: Any, evaluator: Evaluator, infer: Infer) -> Evaluation:
+
+def run_evaluation(
+    model: nn.Module,
+    loader: Any,
+    evaluator: Evaluator,
+    infer: Infer,
+    progress: Track | None = None,
+) -> Evaluation:
     """The one evaluation loop: ``evaluator.process(infer(images), targets)`` for every batch
     of ``loader`` with ``model`` in eval mode (its mode is restored after), then
-    ``evaluator.evaluate()``."""
+    ``evaluator.evaluate()``. ``progress`` wraps the batches to show how far it is."""
     was_training = model.training
     model.eval()
     evaluator.reset()
     try:
-        for images, targets in loader:
+        for images, targets in progress(loader) if progress is not None else loader:
             evaluator.process(infer(images), targets)
     finally:
         model.train(was_training)
     return evaluator.evaluate()
+
+
+def readable_images(
+    paths: Iterable[Path], unreadable: list[Problem]
+) -> Iterator[tuple[Path, torch.Tensor]]:
+    """``(path, image (3, H, W) in [0, 1])`` for each of ``paths`` that reads as an image; one
+    that does not (truncated, not an image, gone) is added to ``unreadable`` and skipped."""
+    for path in paths:
+        try:
+            image = to_image_tensor(path)
+        except (OSError, ValueError) as error:
+            reason = error.reason if isinstance(error, DataFormatError) else str(error)
+            unreadable.append(Problem(str(path), reason))
+            continue
+        yield path, image
 
 
 def class_names(dataset: Dataset, num_classes: int) -> list[str]:

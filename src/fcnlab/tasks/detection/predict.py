@@ -18,7 +18,9 @@ from rich.console import Console
 from torch import nn
 
 from fcnlab.data.transforms import normalize
-from fcnlab.inference import ModelMetadata, to_image_tensor
+from fcnlab.inference import ModelMetadata
+from fcnlab.runtime.console import Bars, print_literal
+from fcnlab.tasks.base import Predictions, readable_images
 from fcnlab.tasks.detection.coco_eval import detections_to_coco
 from fcnlab.tasks.detection.evaluate import detect
 from fcnlab.viz.boxes import draw_detections
@@ -32,28 +34,31 @@ def write_detections(
     device: torch.device,
     score_threshold: float,
     console: Console,
-) -> Path:
-    """Draw each image's boxes (``NAME_boxes.png``) and write all detections as COCO-format
-    results (``detections.json``); return the JSON's path."""
+    bars: Bars,
+) -> Predictions:
+    """Draw each readable image's boxes (``NAME_boxes.png``) and write all detections as
+    COCO-format results (``detections.json``, image ids in the order written); images that
+    cannot be read are skipped and listed in the result."""
     model.to(device).eval()
     out.mkdir(parents=True, exist_ok=True)
     palette = metadata.palette_array()
-    entries, listed = [], []
-    for image_id, path in enumerate(images):
-        image = to_image_tensor(path)
+    entries, listed, result = [], [], Predictions()
+    for path, image in readable_images(bars.track(images, "predicting"), result.unreadable):
+        image_id = len(listed)
         batch = normalize(image[None], metadata.mean, metadata.std)
         found = detect(model, batch, score_threshold=score_threshold)[0]
         drawn = draw_detections(
             image, found["boxes"], found["labels"], found["scores"], metadata.classes, palette
         )
         drawn.save(out / f"{path.stem}_boxes.png")
+        result.written.append(out / f"{path.stem}_boxes.png")
         listed.append(
             {"id": image_id, "file_name": str(path), "height": image.shape[1],
              "width": image.shape[2]}
         )  # fmt: skip
         entries += detections_to_coco([found], [image_id])
-        console.print(
-            f"{path} -> {out / path.stem}_boxes.png ({len(found['scores'])} boxes)", markup=False
+        print_literal(
+            console, f"{path} -> {out / path.stem}_boxes.png ({len(found['scores'])} boxes)"
         )
     for k, entry in enumerate(entries):
         entry["id"] = k + 1
@@ -64,4 +69,5 @@ def write_detections(
     }
     path = out / "detections.json"
     path.write_text(json.dumps(results, indent=1) + "\n")
-    return path
+    result.written.append(path)
+    return result

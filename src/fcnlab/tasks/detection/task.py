@@ -20,7 +20,8 @@ from fcnlab.data.stats import BoxCounter, BoxCounts
 from fcnlab.inference.metadata import ModelMetadata
 from fcnlab.inference.options import PredictOptions
 from fcnlab.inference.predictor import resolve_device
-from fcnlab.tasks.base import EvalSettings, Infer, LossFn, class_names
+from fcnlab.runtime.console import Bars, print_literal
+from fcnlab.tasks.base import EvalSettings, Infer, LossFn, Predictions, class_names
 from fcnlab.tasks.detection import report, statistics
 from fcnlab.tasks.detection.evaluate import DetectionEvalResult, DetectionEvaluator, detect
 from fcnlab.tasks.detection.predict import write_detections
@@ -128,17 +129,19 @@ class DetectionTask:
         out: Path,
         options: PredictOptions,
         console: Console,
-    ) -> list[Path]:
+        bars: Bars,
+    ) -> Predictions:
         """``NAME_boxes.png`` per image and ``detections.json`` (COCO results format)."""
         if not isinstance(model, nn.Module):
             raise ValueError(
                 f"{str(model)!r}: a detector runs with PyTorch only (it exports as safetensors)"
             )
         device = resolve_device(options.device)
-        written = write_detections(
-            model, metadata, images, out, device, options.score_threshold, console
+        result = write_detections(
+            model, metadata, images, out, device, options.score_threshold, console, bars
         )
-        console.print(
-            f"wrote {len(images)} pictures with boxes and {written} to {out}", markup=False
+        pictures = len(result.written) - 1
+        print_literal(
+            console, f"wrote {pictures} pictures with boxes and {result.written[-1]} to {out}"
         )
-        return [out / f"{path.stem}_boxes.png" for path in images] + [written]
+        return result

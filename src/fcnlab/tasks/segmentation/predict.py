@@ -10,8 +10,10 @@ import torch
 from PIL import Image
 from rich.console import Console
 
-from fcnlab.inference import Predictor, to_image_tensor
+from fcnlab.inference import Predictor
 from fcnlab.inference.options import PredictOptions
+from fcnlab.runtime.console import Bars, print_literal
+from fcnlab.tasks.base import Predictions, readable_images
 from fcnlab.viz.colours import colorize, overlay
 
 
@@ -45,18 +47,21 @@ def write_segmentations(
     out: Path,
     options: PredictOptions,
     console: Console,
-) -> list[Path]:
-    """Label every image with ``predictor`` and write its three PNGs; return their paths."""
+    bars: Bars,
+) -> Predictions:
+    """Label every readable image with ``predictor`` and write its three PNGs; images that
+    cannot be read are skipped and listed in the result."""
     assert predictor.metadata is not None
     out.mkdir(parents=True, exist_ok=True)
     palette = predictor.metadata.palette_array()
-    written: list[Path] = []
-    for path in images:
-        image = to_image_tensor(path)
+    result = Predictions()
+    predictor.window_progress = bars.counter("windows")
+    for path, image in readable_images(bars.track(images, "predicting"), result.unreadable):
         prediction = predictor.predict(image)
-        written += write_prediction(
+        result.written += write_prediction(
             image, prediction.labels, palette, out, path.stem, options.alpha
         )
-        console.print(f"{path} -> {out / path.stem}_{{mask,color,overlay}}.png", markup=False)
-    console.print(f"wrote {len(written)} PNGs for {len(images)} images to {out}", markup=False)
-    return written
+        print_literal(console, f"{path} -> {out / path.stem}_{{mask,color,overlay}}.png")
+    done = len(images) - len(result.unreadable)
+    print_literal(console, f"wrote {len(result.written)} PNGs for {done} images to {out}")
+    return result

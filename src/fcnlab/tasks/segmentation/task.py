@@ -18,7 +18,8 @@ from fcnlab.config import Config
 from fcnlab.data.stats import ClassFrequencies, FrequencyCounter
 from fcnlab.inference.metadata import ModelMetadata
 from fcnlab.inference.options import PredictOptions
-from fcnlab.tasks.base import EvalSettings, Infer, LossFn, class_names
+from fcnlab.runtime.console import Bars
+from fcnlab.tasks.base import EvalSettings, Infer, LossFn, Predictions, class_names
 from fcnlab.tasks.registry import register_task
 from fcnlab.tasks.segmentation import report, statistics
 from fcnlab.tasks.segmentation.evaluate import EvalResult, SegmentationEvaluator, predict
@@ -136,7 +137,8 @@ class SegmentationTask:
         out: Path,
         options: PredictOptions,
         console: Console,
-    ) -> list[Path]:
+        bars: Bars,
+    ) -> Predictions:
         """Index mask, colour mask and overlay per image (any size: sliding windows and TTA
         as ``options`` say); ``model`` may be an exported ``.onnx`` path."""
         from fcnlab.inference import Predictor
@@ -145,4 +147,4 @@ class SegmentationTask:
         predictor = Predictor(
             model, options.device, metadata=metadata, **options.predictor_options()
         )
-        return write_segmentations(predictor, images, out, options, console)
+        return write_segmentations(predictor, images, out, options, console, bars)
