@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.fixtures import random_rgb, truncate, write_image, write_voc
 from PIL import Image
 
 from fcnlab.cli.main import main
@@ -179,3 +180,71 @@ def test_check_detection_rejects_formats_without_boxes(
     assert "--format ade20k has no boxes; with --task detection use voc, coco" in (
         capsys.readouterr().err
     )
+
+
+def test_check_reads_split_folders_of_either_layout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_pair(tmp_path / "train", "one", np.ones((4, 4)))
+    write_pair(tmp_path / "val", "two", np.ones((4, 4)))
+    assert main(["datasets", "check", str(tmp_path), "--format", "folder"]) == 0
+    out = capsys.readouterr().out
+    assert "Class pixel frequencies: train" in out and "Class pixel frequencies: val" in out
+
+
+def test_check_reports_an_empty_split_as_a_problem(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a split folder that holds nothing (images/val/ made, never filled)
+    root = tmp_path / "split"
+    write_pair(root / "train", "one", np.ones((4, 4)))
+    (root / "val" / "images").mkdir(parents=True)
+    (root / "val" / "masks").mkdir()
+    assert main(["datasets", "check", str(root), "--format", "folder"]) == 1
+    out = capsys.readouterr().out
+    assert "1 problem found" in out and "no problems found" not in out
+    assert f"images folder '{root / 'val' / 'images'}' holds no" in out
+    # a split list that names no image (VOC's ImageSets/Segmentation/val.txt left empty)
+    voc = write_voc(tmp_path / "voc", {"train": ["a"], "val": []}, {"a": np.zeros((4, 4))})
+    assert main(["datasets", "check", str(voc), "--format", "voc"]) == 1
+    out = capsys.readouterr().out
+    assert "split 'val' holds no images" in out and "1 problem found" in out
+
+
+def test_check_prints_bracketed_file_names_literally(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "set[v2]"
+    write_pair(root, "fine", np.zeros((4, 4)))
+    write_pair(root, "broken[final]", np.zeros((4, 4)))
+    truncate(root / "images" / "broken[final].jpg")
+    chart = tmp_path / "chart[1].png"
+    code = main(["datasets", "check", str(root), "--format", "folder", "--plot", str(chart)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "broken[final].jpg" in out.replace("\n", "").replace("│", "").replace(" ", "")
+    assert "set[v2]" in out and f"written to {chart}" in out
+
+
+def test_check_takes_data_set_options_and_flags_binary_masks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mask = np.zeros((4, 4), dtype=np.uint8)
+    mask[1:3, 1:3] = 255
+    write_pair(tmp_path / "train", "crack", mask)
+    command = ["datasets", "check", str(tmp_path), "--format", "folder"]
+    assert main(command) == 1
+    out = capsys.readouterr().out
+    assert "holds only the values 0 and 255" in out and "mask_values: binary" in out
+    assert main([*command, "--option", "mask_values=binary"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if "│ " in line}
+    # 4 of the 16 pixels are foreground: class 1 since 255 is read as 1
+    assert [cell.strip() for cell in rows["foreground"].split("│")[2:4]] == ["4", "25.00"]
+
+
+def test_check_notes_exif_turned_images(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_image(folder / "images" / "a.jpg", random_rgb(4, 4), orientation=6)
+    assert main(["datasets", "check", str(folder), "--format", "folder"]) == 0
+    out = capsys.readouterr().out
+    assert "note: 1 image carries an EXIF orientation tag" in out

@@ -3,7 +3,8 @@
 ``check`` loads every image and mask of each split, collects the problems (file, reason) instead
 of stopping at the first one, and tabulates images per split and class pixel frequencies (with
 ``--task detection``: every image and its boxes, and boxes per class); the exit status is 1 when
-any problem was found.
+any problem was found, an empty split included. File names are printed literally: rich markup
+would read ``set[v2]/a.jpg`` as a style tag and print ``set/a.jpg``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
+from fcnlab.config import apply_overrides
 from fcnlab.data import build_dataset, list_datasets
-from fcnlab.data.io import DataFormatError, DatasetNotFoundError, Problem
+from fcnlab.data.datasets.folder import ALL_SPLIT, folder_splits
+from fcnlab.data.io import DataFormatError, DatasetNotFoundError, Problem, exif_orientation
 from fcnlab.tasks import DEFAULT_TASK, Task, get_task, task_names
 
 FORMATS = ("voc", "cityscapes", "coco", "ade20k", "folder")
@@ -45,6 +49,7 @@ class SplitReport:
     statistics: Any | None = None  # the task's counts (class pixel frequencies, boxes, ...)
     palette: np.ndarray | None = None
     missing: DatasetNotFoundError | None = None
+    turned: int = 0  # images with an EXIF orientation that turns them
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,6 +75,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the annotations to check and count: masks (default: class pixel frequencies), "
         "boxes (voc, coco: boxes per class)",
     )
+    check.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        dest="options",
+        metavar="KEY=VALUE",
+        help="a data set option, as under data.options in a config (repeatable), e.g. "
+        "mask_values=binary, images=photos/{split}",
+    )
     check.add_argument("--plot", type=Path, help="draw the class-frequency bar chart to FILE.png")
     check.set_defaults(run=run_check)
 
@@ -82,12 +96,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def default_splits(format_name: str, root: Path) -> tuple[str, ...]:
-    """Splits to check: the format's own, or for a folder its ``images/`` sub-folders (or one)."""
+    """Splits to check: the format's own, or a folder's split folders (``all`` without any)."""
     if format_name != "folder":
         return DEFAULT_SPLITS[format_name]
-    images = root / "images"
-    folders = sorted(p.name for p in images.iterdir() if p.is_dir()) if images.is_dir() else []
-    return tuple(folders) or ("all",)
+    return folder_splits(root) or (ALL_SPLIT,)
 
 
 def check_split(
@@ -97,21 +109,34 @@ def check_split(
     progress: Progress,
     required: bool,
     task: Task | None = None,
+    options: dict[str, Any] | None = None,
+    present: bool = False,
 ) -> SplitReport:
     """Load every sample of one split for ``task`` (default: segmentation), collecting
     problems and the task's statistics (class pixel frequencies, boxes per class, ...).
 
-    A split that does not exist is an error when ``required`` (named on the command line), and
-    merely reported otherwise.
+    A split that cannot be opened is an error when ``required`` (named on the command line), a
+    problem when ``present`` (its folder was found, e.g. an empty ``images/val/``), and merely
+    reported as absent otherwise (a format's split that this copy lacks). A split without a
+    single image is a problem. ``options`` go to the data set's builder.
     """
     task = task or get_task(DEFAULT_TASK)
     report = SplitReport(split)
     try:
-        dataset = build_dataset(format_name, root, split=split, task=task.name, skip_invalid=True)
+        dataset = build_dataset(
+            format_name,
+            root,
+            split=split,
+            task=task.name,
+            **{**(options or {}), "skip_invalid": True},
+        )
     except DatasetNotFoundError as error:
         if required:
             raise
-        report.missing = error
+        if present:
+            report.problems = [Problem(str(root), error.problem)]
+        else:
+            report.missing = error
         return report
     # files rejected while the data set was built (unpaired, unreadable) come first, once each
     found = {tuple(problem): problem for problem in dataset.skip_log.problems}
@@ -123,7 +148,11 @@ def check_split(
             found.setdefault((error.file, error.reason), Problem(error.file, error.reason))
             continue
         counter.update(annotation, name=f"{split} sample {index}")
+        report.turned += exif_orientation(dataset.samples[index][0]) != 1
     report.images = len(dataset)
+    if not len(dataset):
+        empty = Problem(str(root), f"split '{split}' holds no images")
+        found.setdefault(tuple(empty), empty)
     report.problems = list(found.values())
     report.statistics = counter.result()
     report.palette = getattr(dataset, "palette", None)
@@ -136,10 +165,10 @@ def splits_table(reports: Sequence[SplitReport]) -> Table:
     for column in ("split", "images", "problems", "status"):
         table.add_column(column)
     for report in reports:
-        status = (
-            "checked" if report.missing is None else "absent: " + str(report.missing).split(";")[0]
+        status = "checked" if report.missing is None else f"absent: {report.missing.problem}"
+        table.add_row(
+            Text(report.split), str(report.images), str(len(report.problems)), Text(status)
         )
-        table.add_row(report.split, str(report.images), str(len(report.problems)), status)
     return table
 
 
@@ -150,7 +179,7 @@ def problems_table(reports: Sequence[SplitReport]) -> Table:
         table.add_column(column, overflow="fold")
     rows = [(r.split, p.file, p.reason) for r in reports for p in r.problems]
     for row in rows[:SHOWN_PROBLEMS]:
-        table.add_row(*row)
+        table.add_row(*map(Text, row))
     if len(rows) > SHOWN_PROBLEMS:
         table.caption = f"{len(rows) - SHOWN_PROBLEMS} more problems not shown"
     return table
@@ -175,7 +204,10 @@ def run_check(args: argparse.Namespace) -> int:
             f"{t.statistics_plot} (--task {t.name})" for t in plots if t.statistics_plot
         )
         raise ValueError(f"--plot draws {drawn}, which --task {task.name} has not")
+    options = apply_overrides({}, args.options)
     splits = tuple(args.splits or default_splits(args.format, root))
+    # a folder's splits are the folders found: one that cannot be read is a problem
+    found = folder_splits(root) if args.format == "folder" else ()
     # every problem goes into the table, so the per-file skip warnings would only repeat it
     data_logger = logging.getLogger("fcnlab.data")
     level = data_logger.level
@@ -183,7 +215,16 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         with Progress(console=console, transient=True) as progress:
             reports = [
-                check_split(args.format, root, split, progress, bool(args.splits), task)
+                check_split(
+                    args.format,
+                    root,
+                    split,
+                    progress,
+                    required=bool(args.splits),
+                    task=task,
+                    options=options,
+                    present=split in found,
+                )
                 for split in splits
             ]
     finally:
@@ -191,6 +232,15 @@ def run_check(args: argparse.Namespace) -> int:
     if all(report.missing is not None for report in reports):
         raise reports[0].missing
     console.print(splits_table(reports))
+    turned = sum(report.turned for report in reports)
+    if turned:
+        console.print(
+            f"note: {turned} image{' carries' if turned == 1 else 's carry'} an EXIF orientation "
+            "tag; fcnlab reads images and masks in their stored pixel order (as torchvision "
+            "does), so masks must be drawn on the stored pixels, not on the turned photo that a "
+            "viewer shows",
+            markup=False,
+        )
     if any(report.problems for report in reports):
         console.print(problems_table(reports))
     checked = [(r.split, r.statistics) for r in reports if r.statistics is not None]
@@ -201,7 +251,7 @@ def run_check(args: argparse.Namespace) -> int:
         figure = task.plot_statistics(checked, palette)
         assert figure is not None
         figure.savefig(args.plot, dpi=100)
-        console.print(f"{task.statistics_plot} chart written to {args.plot}")
+        console.print(f"{task.statistics_plot} chart written to {args.plot}", markup=False)
     problems = sum(len(report.problems) for report in reports)
     if problems:
         plural = "" if problems == 1 else "s"

@@ -19,7 +19,7 @@ from helpers.fixtures import (
 
 from fcnlab.data.datasets import VOCDetection, VOCSegmentation, read_sbd_mask
 from fcnlab.data.io import DataFormatError, DatasetNotFoundError
-from fcnlab.data.palettes import VOC_CLASSES
+from fcnlab.data.palettes import VOC_CLASSES, voc_palette
 from fcnlab.data.registry import build_dataset
 from fcnlab.data.transforms import RandomHorizontalFlip, eval_transforms
 
@@ -87,6 +87,22 @@ def test_out_of_range_mask_value_names_file_and_value(voc) -> None:
     dataset = VOCSegmentation(root, "train")
     with pytest.raises(DataFormatError, match=r"2007_000033\.png: mask values 21 \(1 pixels\)"):
         dataset[1]
+
+
+def test_colour_mask_error_says_what_voc_masks_are(voc) -> None:
+    # A SegmentationClass PNG re-saved as RGB by an editor: VOC takes no palette option, so the
+    # error must not ask for one.
+    root, masks = voc
+    colours = voc_palette(256)[masks["2007_000033"]]
+    write_image(root / "SegmentationClass" / "2007_000033.png", colours)
+    with pytest.raises(DataFormatError) as info:
+        VOCSegmentation(root, "train")[1]
+    assert info.value.reason.startswith(
+        "mask is a colour (RGB) image; VOC's SegmentationClass masks are palette ('P') PNGs "
+        "whose stored values are the classes, so restore this file from the devkit or save it "
+        "again as a palette PNG of class indices"
+    )
+    assert "pass a palette" not in str(info.value)
 
 
 def test_sbd_adds_its_images_except_val_and_prefers_voc_annotations(voc, tmp_path: Path) -> None:
