@@ -236,3 +236,28 @@ def write_voc_detection(
     for split, ids in splits.items():
         (lists / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
     return root
+
+
+def write_coco_export(
+    annotation_file: Path,
+    image_folder: Path,
+    images: list[dict[str, Any]],
+    annotations: list[dict[str, Any]],
+    categories: list[dict[str, Any]],
+) -> Path:
+    """A COCO-format file as a labelling tool exports it: ``annotation_file`` holds exactly the
+    records given (with the ``info`` and ``licenses`` the tools add), and each image record's
+    ``file_name`` is written, as a JPEG of its ``height`` x ``width``, under ``image_folder``."""
+    for index, record in enumerate(images):
+        array = random_rgb(record["height"], record["width"], seed=index)
+        write_image(image_folder / record["file_name"], array)
+    document = {
+        "licenses": [{"name": "", "id": 0, "url": ""}],
+        "info": {"contributor": "", "date_created": "", "description": "", "version": ""},
+        "categories": categories,
+        "images": images,
+        "annotations": annotations,
+    }
+    annotation_file.parent.mkdir(parents=True, exist_ok=True)
+    annotation_file.write_text(json.dumps(document))
+    return annotation_file

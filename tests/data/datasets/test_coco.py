@@ -47,6 +47,8 @@ A, B, C, D, E = (
 )
 
 
+# Both fixtures declare COCO's 80 categories, as COCO's own instances files do, so the defaults
+# read them as COCO (VOC's classes for segmentation, COCO's 80 for detection).
 @pytest.fixture
 def coco_root(tmp_path: Path) -> Path:
     images = [
@@ -66,8 +68,7 @@ def coco_root(tmp_path: Path) -> Path:
         },
         {"image_id": 632, "category_id": GIRAFFE, "segmentation": rectangle_polygon(1, 1, 4, 4)},
     ]
-    categories = {PERSON: "person", DOG: "dog", GIRAFFE: "giraffe"}
-    return write_coco(tmp_path / "coco", "val", images, annotations, categories)
+    return write_coco(tmp_path / "coco", "val", images, annotations, COCO_CATEGORIES)
 
 
 def expected_mask(index: dict[int, int], instances, torchvision: bool) -> torch.Tensor:
@@ -99,13 +100,13 @@ def test_hand_worked_overlaps() -> None:
 
 
 @pytest.mark.parametrize("overlap", ["category", "torchvision"])
-@pytest.mark.parametrize("categories", ["voc", "all"])
+@pytest.mark.parametrize("categories", ["voc", "coco"])
 def test_masks_follow_the_overlap_rules(coco_root: Path, categories: str, overlap: str) -> None:
     dataset = COCOSegmentation(coco_root, "val", categories=categories, overlap=overlap)
     instances = [(A, PERSON, False), (B, PERSON, False), (C, DOG, False)]
     # The crowd counts as an ordinary person for torchvision; the crowd rule handles it otherwise.
     instances.append((D, PERSON, overlap == "category"))
-    if categories == "all":
+    if categories == "coco":
         instances.append((E, GIRAFFE, False))
     index = VOC_INDEX if categories == "voc" else ALL_INDEX
     image, mask = dataset[0]
@@ -131,7 +132,7 @@ def test_classes_images_without_annotations_and_drop_empty(coco_root: Path) -> N
     assert torch.equal(voc[1][1], torch.zeros(H, W, dtype=torch.int64))
     assert torch.equal(voc[2][1], torch.zeros(8, 6, dtype=torch.int64))
     assert COCOSegmentation(coco_root, "val", drop_empty=True).image_ids == [139]
-    everything = COCOSegmentation(coco_root, "val", categories="all", drop_empty=True)
+    everything = COCOSegmentation(coco_root, "val", categories="coco", drop_empty=True)
     assert everything.image_ids == [139, 632] and len(everything.classes) == 81
     assert everything.classes[ALL_INDEX[GIRAFFE]] == "giraffe"
     assert everything[1][1][1:4, 1:4].eq(ALL_INDEX[GIRAFFE]).all()
@@ -139,7 +140,8 @@ def test_classes_images_without_annotations_and_drop_empty(coco_root: Path) -> N
 
 
 def test_bad_options_and_missing_files(coco_root: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="categories='stuff': expected one of 'voc', 'all'"):
+    expected = "categories='stuff': expected one of 'file', 'coco', 'voc'"
+    with pytest.raises(ValueError, match=expected):
         COCOSegmentation(coco_root, "val", categories="stuff")
     with pytest.raises(ValueError, match="overlap='any'"):
         COCOSegmentation(coco_root, "val", overlap="any")
@@ -150,12 +152,15 @@ def test_bad_options_and_missing_files(coco_root: Path, tmp_path: Path) -> None:
         COCOSegmentation(coco_root, "val")
     (coco_root / "images").rename(coco_root / "val2017")
     bad = coco_root / "annotations" / "instances_val2017.json"
-    bad.write_text('{"images": [], "annotations": [], "categories": [{"id": 91, "name": "x"}]}')
-    with pytest.raises(DataFormatError, match=r"category ids \[91\] are not among COCO's 80"):
-        COCOSegmentation(coco_root, "val")
     bad.write_text("{not json")
     with pytest.raises(DataFormatError, match="is not a COCO annotation file"):
         COCOSegmentation(coco_root, "val")
+
+
+def test_old_name_of_the_coco_category_set_still_reads(coco_root: Path) -> None:
+    with pytest.warns(FutureWarning, match="categories='all' is now called 'coco'"):
+        old = COCODetection(coco_root, "val", categories="all")
+    assert old.classes == COCODetection(coco_root, "val", categories="coco").classes
 
 
 def test_image_of_another_size_than_its_record_names_both(coco_root: Path) -> None:
@@ -199,8 +204,7 @@ def coco_boxes_root(tmp_path: Path) -> Path:
         annotation(139, PERSON, [4, 4, 0, 3]),  # id 4, zero width: left out
         annotation(632, GIRAFFE, [1, 1, 3, 3]),  # id 5
     ]
-    categories = {PERSON: "person", DOG: "dog", GIRAFFE: "giraffe"}
-    return write_coco(tmp_path / "coco", "val", images, annotations, categories)
+    return write_coco(tmp_path / "coco", "val", images, annotations, COCO_CATEGORIES)
 
 
 def rewrite_annotations(root: Path, change) -> None:
@@ -250,7 +254,8 @@ def test_voc_categories_leave_other_objects_out(coco_boxes_root: Path) -> None:
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ({"category_id": 2}, r"annotation 1 of image 139 \('000000000139\.jpg'\): category id 2"),
+        # COCO has no category 12, so its file does not declare it
+        ({"category_id": 12}, r"annotation 1 of image 139 \('000000000139\.jpg'\): category id 12"),
         ({"bbox": [2, 3, -1, 4]}, r"annotation 1 of image 139 .*bbox \[2, 3, -1, 4\].*negative"),
         ({"bbox": [15, 3, 8, 4]}, r"annotation 1 .*reaches outside the 16x20 image"),
         ({"bbox": None}, r"annotation 1 of image 139 .*: bbox None is not \[x, y, width, height\]"),
@@ -285,7 +290,7 @@ def test_skip_invalid_logs_each_bad_annotation_of_one_file(
 ) -> None:
     def break_two(document: dict) -> None:
         document["annotations"][0]["bbox"] = [2, 3, -1, 4]
-        document["annotations"][4]["category_id"] = 3
+        document["annotations"][4]["category_id"] = 12
 
     rewrite_annotations(coco_boxes_root, break_two)
     dataset = COCODetection(coco_boxes_root, "val", skip_invalid=True)

@@ -1,7 +1,38 @@
-"""COCO 2017 (Lin et al., ECCV 2014): ``instances_{split}2017.json`` read as two task views.
+"""COCO-format annotation files read as task views: COCO 2017 itself (Lin et al., ECCV 2014)
+and every file in its format, the format labelling tools export (CVAT, Label Studio, Roboflow,
+labelme2coco).
 
 - segmentation: the instance annotations merged into one class map per image;
 - detection: their boxes.
+
+Where the files are: ``annotations`` (the JSON file) and ``images`` (the folder its
+``file_name`` entries are relative to), both relative to ``root``, ``{split}`` replaced by the
+split's name, or a mapping from split names to paths; COCO 2017's layout by default.
+
+Which categories become classes (``categories``):
+
+- ``"file"``: the file's own categories, in category-id order (whatever the ids are: 0-based,
+  1-based, with gaps), named as the file names them;
+- ``"coco"``: COCO's 80 thing categories in id order, whether or not the file declares them all;
+- ``"voc"``: the 20 VOC categories in VOC's order (other objects are left out);
+- a list of names: those of the file's categories, in that order (the others are left out).
+
+``"coco"`` and ``"voc"`` need a file whose categories are COCO's (same ids, same names): a file
+that numbers its own categories from 1 would otherwise be read as "person", "bicycle", ...
+The default (None) is ``"coco"`` for detection and ``"voc"`` for segmentation (torchvision's
+COCO-with-VOC-labels) when the file declares exactly COCO's 80 categories (COCO's own
+``instances_*.json``), and ``"file"`` for any other file. Detection numbers the chosen
+categories from class 0; segmentation from 1, class 0 being the background.
+
+Crowd annotations (``iscrowd: 1``) are regions of many objects: segmentation makes them 255
+(ignored), detection flags them ``iscrowd`` and never makes them positives. Some tools write
+every mask as a crowd RLE (CVAT's COCO export writes each brush mask as an uncompressed RLE with
+``iscrowd: 1``): ``crowd="object"`` reads every annotation as one object instead.
+
+An annotation of a category the file does not declare, a segmentation that breaks a rule of the
+format (see :mod:`fcnlab.data.coco_masks`) or a box outside its image raises
+:class:`~fcnlab.data.io.DataFormatError` naming the file, the annotation id and the rule; with
+``skip_invalid=True`` its image is logged, counted and skipped.
 """
 
 from __future__ import annotations
@@ -9,7 +40,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Callable, Sequence
+import warnings
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +50,9 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 
-from fcnlab.data.base import (
-    DetectionDataset,
-    FileDataset,
-    Sample,
-    SegmentationDataset,
-    Transforms,
-    check_split,
-)
-from fcnlab.data.io import DataFormatError, require_path
+from fcnlab.data.base import DetectionDataset, FileDataset, Sample, SegmentationDataset, Transforms
+from fcnlab.data.coco_masks import SegmentationError, segmentation_mask
+from fcnlab.data.io import DataFormatError, layout_error, require_path
 from fcnlab.data.palettes import (
     COCO_CATEGORIES,
     COCO_IDS_OF_VOC_CLASSES,
@@ -37,72 +64,171 @@ from fcnlab.data.targets import Target, check_boxes, make_target, select_instanc
 
 COCO_LAYOUT = """\
 coco/                                   <- root
-├── train2017/000000000009.jpg
+├── train2017/000000000009.jpg          <- images: '{split}2017' (the default)
 ├── val2017/000000000139.jpg
 └── annotations/instances_{train,val}2017.json
+                                        <- annotations: 'annotations/instances_{split}2017.json'
+(options annotations: and images: name any other file and folder, relative to root)
 """
-
-CATEGORY_SETS = ("voc", "all")
+DEFAULT_ANNOTATIONS = "annotations/instances_{split}2017.json"
+DEFAULT_IMAGES = "{split}2017"
+CATEGORY_SETS = ("file", "coco", "voc")
+# Category set names of earlier versions, still read (with a FutureWarning).
+OLD_CATEGORY_SETS = {"all": "coco"}
 OVERLAP_RULES = ("category", "torchvision")
+CROWD_RULES = ("ignore", "object")
+
+#: ``annotations`` and ``images``: one path (``{split}`` replaced) or one path per split.
+SplitPath = str | Path | Mapping[str, str | Path]
+#: ``categories``: a category set's name, the names of the categories to keep, or None (auto).
+Categories = str | Sequence[str] | None
 
 
 class COCOImages(FileDataset):
     """What COCO's task views share: a split's pycocotools index (``coco``), the kept categories
     (``category_index``: category id -> class index) and the images (``image_ids``, in id
-    order)."""
+    order); each sample is ``(image file, annotation file)``."""
 
-    splits = ("train", "val")
     coco: COCO
+    annotation_file: Path
+    crowd: str
     category_index: dict[int, int]
     image_ids: list[int]
 
     def open_split(
-        self, root: str | Path, split: str, categories: str, first_class: int, drop_empty: bool
+        self,
+        root: str | Path,
+        split: str,
+        *,
+        annotations: SplitPath,
+        images: SplitPath,
+        categories: Categories,
+        crowd: str,
+        drop_empty: bool,
+        coco_default: str,
+        first_class: int,
     ) -> tuple[list[Sample], tuple[str, ...]]:
-        """Index ``root``'s ``split``: returns the ``(image, annotation file)`` samples and the
-        names of the kept categories, whose classes are numbered from ``first_class``."""
+        """Index ``split``'s annotation file and image folder under ``root``: returns the
+        ``(image, annotation file)`` samples and the class names of the kept categories, numbered
+        from ``first_class``. ``coco_default`` is the category set that ``categories=None``
+        means for COCO's own files."""
+        _check_choice("crowd", crowd, CROWD_RULES)
+        self.crowd = crowd
         root = require_path(Path(root), COCO_LAYOUT)
-        check_split(type(self), split)
-        category_ids, names = coco_categories(categories)
-        annotation_file = root / "annotations" / f"instances_{split}2017.json"
-        self.coco = load_coco(require_path(annotation_file, COCO_LAYOUT, "annotation file"))
+        annotation_file = require_path(
+            split_path(root, annotations, split, "annotations"), COCO_LAYOUT, "annotation file"
+        )
+        image_folder = require_path(
+            split_path(root, images, split, "images"), COCO_LAYOUT, "image folder"
+        )
+        self.coco = load_coco(annotation_file)
+        self.annotation_file = annotation_file
+        category_ids, names = choose_categories(
+            file_categories(self.coco, annotation_file), categories, coco_default, annotation_file
+        )
         self.category_index = {cat: first_class + k for k, cat in enumerate(category_ids)}
         self.image_ids = sorted(self.coco.imgs)
         if drop_empty:
-            self.image_ids = [i for i in self.image_ids if self.annotations(i)]
-        image_folder = require_path(root / f"{split}2017", COCO_LAYOUT, "image folder")
+            # An image is kept while it has an annotation of a kept category, or of an
+            # undeclared one, so that loading it reports that annotation.
+            left_out = set(self.coco.cats) - set(self.category_index)
+            self.image_ids = [
+                i
+                for i in self.image_ids
+                if any(a.get("category_id") not in left_out for a in self.coco.imgToAnns[i])
+            ]
         samples = [
             (image_folder / self.coco.imgs[i]["file_name"], annotation_file) for i in self.image_ids
         ]
         return samples, names
 
-    def annotations(self, image_id: int) -> list[dict[str, Any]]:
-        """The annotations of ``image_id`` whose category is kept."""
-        return [
+    def check_image_references(self) -> None:
+        """Report annotations whose ``image_id`` the file's images do not list (they would
+        otherwise never be read): an error, or with ``skip_invalid`` a logged problem."""
+        unlisted = [
             annotation
-            for annotation in self.coco.imgToAnns[image_id]
-            if annotation["category_id"] in self.category_index
+            for image_id, found in self.coco.imgToAnns.items()
+            if image_id not in self.coco.imgs
+            for annotation in found
         ]
+        if not unlisted:
+            return
+        ids = list(dict.fromkeys(annotation["image_id"] for annotation in unlisted))
+        error = DataFormatError(
+            self.annotation_file,
+            f"{_counted(len(unlisted), 'annotation')} (first: id {unlisted[0].get('id')}) refer "
+            f"to image ids {_listed(ids)} that the file's images do not list",
+        )
+        if not self.skip_invalid:
+            raise error
+        self.skip_log.record(error)
 
+    def describe(self, index: int, annotation: Mapping[str, Any] | None = None) -> str:
+        """``image 139 ('000000000139.jpg')``, or ``annotation 7 of image 139 (...)``."""
+        image_id = self.image_ids[index]
+        image = f"image {image_id} ('{self.coco.imgs[image_id]['file_name']}')"
+        return image if annotation is None else f"annotation {annotation.get('id')} of {image}"
 
-def coco_categories(categories: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    """The COCO category ids that ``categories`` keeps, in class order, and their class names:
-    ``"voc"``, the 20 VOC classes in VOC's order (VOC's names); ``"all"``, the 80 thing
-    categories in id order."""
-    _check_choice("categories", categories, CATEGORY_SETS)
-    if categories == "voc":
-        return COCO_IDS_OF_VOC_CLASSES, VOC_CLASSES[1:]
-    ids = tuple(sorted(COCO_CATEGORIES))
-    return ids, tuple(COCO_CATEGORIES[cat] for cat in ids)
+    def annotation_error(
+        self, index: int, annotation: Mapping[str, Any], rule: str
+    ) -> DataFormatError:
+        """An error naming the file, ``annotation`` of sample ``index`` and the ``rule``."""
+        return DataFormatError(
+            self.samples[index][1], f"{self.describe(index, annotation)}: {rule}"
+        )
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        """``(height, width)`` as sample ``index``'s image record gives it."""
+        record = self.coco.imgs[self.image_ids[index]]
+        height, width = record.get("height"), record.get("width")
+        if not (_is_integer(height) and _is_integer(width) and height > 0 and width > 0):
+            raise DataFormatError(
+                self.samples[index][1],
+                f"{self.describe(index)} has no integer height and width "
+                f"(height {height!r}, width {width!r})",
+            )
+        return height, width
+
+    def kept_annotations(self, index: int) -> list[tuple[dict[str, Any], int]]:
+        """The annotations of sample ``index`` whose category is kept, with their class; one of a
+        category the file does not declare raises."""
+        kept = []
+        for annotation in self.coco.imgToAnns[self.image_ids[index]]:
+            category = annotation.get("category_id")
+            if category not in self.coco.cats:
+                raise self.annotation_error(
+                    index,
+                    annotation,
+                    f"category id {category!r} is not among the file's categories",
+                )
+            if category in self.category_index:
+                kept.append((annotation, self.category_index[category]))
+        return kept
+
+    def is_crowd(self, annotation: Mapping[str, Any]) -> bool:
+        """Whether ``annotation`` is a crowd region: its ``iscrowd`` flag, unless
+        ``crowd="object"`` reads every annotation as one object."""
+        return self.crowd == "ignore" and bool(annotation.get("iscrowd", 0))
+
+    def instance_mask(self, index: int, annotation: Mapping[str, Any]) -> np.ndarray:
+        """The bool ``(H, W)`` mask of ``annotation`` (polygons, uncompressed or compressed RLE)
+        at sample ``index``'s image size; a segmentation that breaks a rule of the format raises
+        naming the file, the annotation and the rule."""
+        size = self.image_size(index)
+        try:
+            return segmentation_mask(annotation.get("segmentation"), size)
+        except SegmentationError as error:
+            raise self.annotation_error(index, annotation, str(error)) from None
 
 
 @DATASETS.register("coco")
 class COCOSegmentation(COCOImages, SegmentationDataset):
-    """COCO images with a semantic mask drawn from their instance annotations.
+    """Images of a COCO-format file with a semantic mask drawn from their instance annotations.
 
-    ``categories="voc"`` keeps the 20 VOC categories as VOC's class indices (every other object is
-    background); ``"all"`` maps the 80 thing categories, in id order, to 1..80. Masks are decoded
-    by pycocotools from polygons and from compressed or uncompressed RLE.
+    Class 0 is the background, the chosen categories follow from 1 (see the module docstring for
+    ``annotations``, ``images`` and ``categories``); objects of categories that are not chosen are
+    background. Masks are decoded from polygons and from compressed or uncompressed RLE, each
+    checked against the rules of the format and the image's size.
 
     ``overlap="category"``: a pixel covered by annotations of two or more different categories is
     255 (its class is ambiguous), and so is the whole area of every crowd annotation.
@@ -117,35 +243,40 @@ class COCOSegmentation(COCOImages, SegmentationDataset):
         root: str | Path,
         split: str = "train",
         transforms: Transforms | None = None,
-        categories: str = "voc",
+        *,
+        annotations: SplitPath = DEFAULT_ANNOTATIONS,
+        images: SplitPath = DEFAULT_IMAGES,
+        categories: Categories = None,
         overlap: str = "category",
+        crowd: str = "ignore",
         drop_empty: bool = False,
         skip_invalid: bool = False,
     ) -> None:
         _check_choice("overlap", overlap, OVERLAP_RULES)
         self.overlap = overlap
-        samples, names = self.open_split(root, split, categories, 1, drop_empty)
+        samples, names = self.open_split(
+            root,
+            split,
+            annotations=annotations,
+            images=images,
+            categories=categories,
+            crowd=crowd,
+            drop_empty=drop_empty,
+            coco_default="voc",
+            first_class=1,
+        )
         classes = ("background", *names)
         super().__init__(samples, classes, voc_palette(len(classes)), transforms, skip_invalid)
+        self.check_image_references()
 
     def load_mask(self, index: int) -> torch.Tensor:
         """The semantic mask of sample ``index``, drawn from its annotations."""
-        image_id = self.image_ids[index]
-        annotations = self.annotations(image_id)
-        try:
-            instance_masks = [self.coco.annToMask(annotation) for annotation in annotations]
-        except (KeyError, TypeError, ValueError, IndexError) as error:
-            raise DataFormatError(
-                self.samples[index][1],
-                f"cannot decode the annotations of image {image_id} "
-                f"('{self.samples[index][0].name}'): {error!r}",
-            ) from None
-        info = self.coco.imgs[image_id]
+        kept = self.kept_annotations(index)
         mask = merge_instance_masks(
-            instance_masks,
-            [self.category_index[a["category_id"]] for a in annotations],
-            [bool(a.get("iscrowd", 0)) for a in annotations],
-            (info["height"], info["width"]),
+            [self.instance_mask(index, annotation) for annotation, _ in kept],
+            [label for _, label in kept],
+            [self.is_crowd(annotation) for annotation, _ in kept],
+            self.image_size(index),
             self.overlap,
             self.ignore_index,
         )
@@ -154,14 +285,14 @@ class COCOSegmentation(COCOImages, SegmentationDataset):
 
 @DATASETS.register("coco", task="detection")
 class COCODetection(COCOImages, DetectionDataset):
-    """COCO images with the boxes of their instance annotations.
+    """Images of a COCO-format file with the boxes of their instance annotations.
 
-    ``categories="all"`` gives the 80 thing categories as classes 0..79 in category-id order;
-    ``"voc"`` keeps the 20 VOC categories as VOC's object classes 0..19 (other objects are left
-    out). ``bbox`` ``[x, y, w, h]`` becomes ``(x, y, x + w, y + h)``. Crowd annotations are kept
-    with ``iscrowd = 1`` (targets never make them positives; COCOeval ignores detections on them).
+    The chosen categories are classes from 0 (see the module docstring for ``annotations``,
+    ``images`` and ``categories``); objects of other categories are left out. ``bbox``
+    ``[x, y, w, h]`` becomes ``(x, y, x + w, y + h)``. Crowd annotations are kept with
+    ``iscrowd = 1`` (targets never make them positives; COCOeval ignores detections on them).
     Images without annotations are kept as negatives unless ``drop_empty=True``. ``image_id`` is
-    COCO's image id. An annotation whose category the file does not declare, or whose box is
+    the file's image id. An annotation whose category the file does not declare, or whose box is
     missing, negative or outside its image, raises naming the file, the annotation id and the
     image; boxes of zero width or height are left out.
     """
@@ -171,44 +302,51 @@ class COCODetection(COCOImages, DetectionDataset):
         root: str | Path,
         split: str = "train",
         transforms: Callable[..., Any] | None = None,
-        categories: str = "all",
+        *,
+        annotations: SplitPath = DEFAULT_ANNOTATIONS,
+        images: SplitPath = DEFAULT_IMAGES,
+        categories: Categories = None,
+        crowd: str = "ignore",
         drop_empty: bool = False,
         skip_invalid: bool = False,
     ) -> None:
-        samples, classes = self.open_split(root, split, categories, 0, drop_empty)
+        samples, classes = self.open_split(
+            root,
+            split,
+            annotations=annotations,
+            images=images,
+            categories=categories,
+            crowd=crowd,
+            drop_empty=drop_empty,
+            coco_default="coco",
+            first_class=0,
+        )
         super().__init__(samples, classes, transforms, skip_invalid)
+        self.check_image_references()
 
     def load_target(self, index: int) -> Target:
         """The kept annotations of sample ``index`` as a target, boxes checked against the
         size its image record gives."""
-        image_id = self.image_ids[index]
-        path = self.samples[index][1]
-        image = f"image {image_id} ('{self.samples[index][0].name}')"
-        record = self.coco.imgs[image_id]
-        if not isinstance(record.get("height"), int) or not isinstance(record.get("width"), int):
-            raise DataFormatError(path, f"{image} has no integer height and width")
+        size = self.image_size(index)
         boxes, labels, crowd, names = [], [], [], []
-        for annotation in self.coco.imgToAnns[image_id]:
-            where = f"annotation {annotation.get('id')} of {image}"
-            category = annotation.get("category_id")
-            if category not in self.coco.cats:
-                raise DataFormatError(
-                    path, f"{where}: category id {category} is not among the file's categories"
-                )
-            if category not in self.category_index:
-                continue
+        for annotation, label in self.kept_annotations(index):
             bbox = annotation.get("bbox")
             if not _is_box(bbox):
-                raise DataFormatError(path, f"{where}: bbox {bbox!r} is not [x, y, width, height]")
+                raise self.annotation_error(
+                    index, annotation, f"bbox {bbox!r} is not [x, y, width, height]"
+                )
             x, y, w, h = (float(v) for v in bbox)
             boxes.append([x, y, x + w, y + h])
-            labels.append(self.category_index[category])
-            crowd.append(int(bool(annotation.get("iscrowd", 0))))
-            names.append(f"{where}, bbox [{x:g}, {y:g}, {w:g}, {h:g}]")
-        size = (record["height"], record["width"])
+            labels.append(label)
+            crowd.append(int(self.is_crowd(annotation)))
+            names.append(f"{self.describe(index, annotation)}, bbox [{x:g}, {y:g}, {w:g}, {h:g}]")
         clipped, keep = check_boxes(
-            torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4), size, path, names
+            torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4),
+            size,
+            self.samples[index][1],
+            names,
         )
+        image_id = self.image_ids[index]
         return select_instances(make_target(clipped, labels, image_id, size, iscrowd=crowd), keep)
 
 
@@ -247,11 +385,24 @@ def merge_instance_masks(
     return target
 
 
+def split_path(root: Path, option: SplitPath, split: str, name: str) -> Path:
+    """``root / option`` for ``split``: ``{split}`` in the path is replaced by the split's name;
+    a mapping gives each split its own path (a split it does not name is not there)."""
+    if isinstance(option, Mapping):
+        if split not in option:
+            raise layout_error(
+                f"{name} names no file for split {split!r} (it names {', '.join(option)})",
+                COCO_LAYOUT,
+            )
+        option = option[split]
+    return root / str(option).replace("{split}", split)
+
+
 def load_coco(annotation_file: Path) -> COCO:
     """A pycocotools index of ``annotation_file``, without its progress prints."""
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            coco = COCO(str(annotation_file))
+            return COCO(str(annotation_file))
     except (json.JSONDecodeError, UnicodeDecodeError, AssertionError) as error:
         raise DataFormatError(annotation_file, f"is not a COCO annotation file: {error}") from None
     except KeyError as error:
@@ -262,17 +413,113 @@ def load_coco(annotation_file: Path) -> COCO:
         raise DataFormatError(
             annotation_file, f"is not a COCO annotation file: an entry has the wrong type ({error})"
         ) from None
-    unknown = sorted(set(coco.cats) - set(COCO_CATEGORIES))
+
+
+def file_categories(coco: COCO, path: Path) -> dict[int, str]:
+    """The categories ``path`` declares, id -> name; ids must be integers, each declared once."""
+    declared: dict[int, str] = {}
+    for record in coco.dataset.get("categories", []):
+        category, name = record.get("id"), record.get("name")
+        if not _is_integer(category) or not isinstance(name, str):
+            raise DataFormatError(path, f"category {record!r} has no integer id and string name")
+        if category in declared:
+            raise DataFormatError(
+                path, f"category id {category} is declared twice ({declared[category]!r}, {name!r})"
+            )
+        declared[category] = name
+    return declared
+
+
+def choose_categories(
+    declared: Mapping[int, str], categories: Categories, coco_default: str, path: Path
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The category ids that ``categories`` keeps, in class order, and their class names (see
+    the module docstring); ``declared`` are the file's categories (id -> name), ``coco_default``
+    the set that None means for COCO's own files."""
+    if categories is None:
+        categories = coco_default if dict(declared) == COCO_CATEGORIES else "file"
+    if isinstance(categories, str) and categories in OLD_CATEGORY_SETS:
+        new = OLD_CATEGORY_SETS[categories]
+        warnings.warn(
+            f"categories={categories!r} is now called {new!r}", FutureWarning, stacklevel=4
+        )
+        categories = new
+    if not isinstance(categories, str):
+        return _named_categories(declared, categories, path)
+    _check_choice("categories", categories, CATEGORY_SETS)
+    if categories == "file":
+        _check_unique_names(declared, path)
+        ids = tuple(sorted(declared))
+        return ids, tuple(declared[cat] for cat in ids)
+    _check_coco_names(declared, categories, path)
+    if categories == "voc":
+        return COCO_IDS_OF_VOC_CLASSES, VOC_CLASSES[1:]
+    ids = tuple(sorted(COCO_CATEGORIES))
+    return ids, tuple(COCO_CATEGORIES[cat] for cat in ids)
+
+
+def _named_categories(
+    declared: Mapping[int, str], names: Sequence[str], path: Path
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The ids of the file's categories called ``names``, in that order."""
+    names = tuple(names)
+    if not names or not all(isinstance(name, str) for name in names):
+        raise ValueError(
+            f"categories={list(names)!r}: expected one of {', '.join(map(repr, CATEGORY_SETS))} "
+            "or a list of the file's category names"
+        )
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    if repeated:
+        raise ValueError(f"categories={list(names)!r} names {_listed(repeated)} more than once")
+    _check_unique_names(declared, path)
+    ids = {name: cat for cat, name in declared.items()}
+    unknown = [name for name in names if name not in ids]
     if unknown:
         raise DataFormatError(
-            annotation_file, f"category ids {unknown} are not among COCO's 80 thing categories"
+            path,
+            f"declares no categories {_listed(unknown)}; its categories are "
+            f"{_listed(list(declared.values()))}",
         )
-    return coco
+    return tuple(ids[name] for name in names), names
+
+
+def _check_unique_names(declared: Mapping[int, str], path: Path) -> None:
+    ids_of: dict[str, list[int]] = {}
+    for category, name in declared.items():
+        ids_of.setdefault(name, []).append(category)
+    repeated = {name: ids for name, ids in ids_of.items() if len(ids) > 1}
+    if repeated:
+        name, ids = next(iter(repeated.items()))
+        raise DataFormatError(
+            path,
+            f"declares the category name {name!r} for ids {_listed(ids)}; class names must differ",
+        )
+
+
+def _check_coco_names(declared: Mapping[int, str], categories: str, path: Path) -> None:
+    """Raise unless every category the file declares is COCO's category of that id."""
+    for category, name in declared.items():
+        if COCO_CATEGORIES.get(category) != name:
+            coco_name = COCO_CATEGORIES.get(category)
+            found = (
+                f"is {name!r} here but {coco_name!r} in COCO"
+                if coco_name is not None
+                else f"({name!r}) is not one of COCO's 80 thing categories"
+            )
+            raise DataFormatError(
+                path,
+                f"category id {category} {found}; categories={categories!r} reads COCO's own "
+                "categories, categories='file' the file's",
+            )
 
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_box(value: object) -> bool:
@@ -282,3 +529,13 @@ def _is_box(value: object) -> bool:
         and len(value) == 4
         and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
     )
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _listed(values: Sequence[Any], limit: int = 10) -> str:
+    """``'a', 'b' and 3 more`` (reprs of the first ``limit`` values)."""
+    shown = ", ".join(repr(value) for value in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
