@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     check_dense_options(options, task, repr(config.model.name))
     loader = eval_loader(
         dataset, DistInfo(), config.eval.batch_size, config.data.num_workers,
-        device.type == "cuda", task.collate(),
+        device.type == "cuda", task.collate(config.data.ignore_index),
     )  # fmt: skip
     names = class_names(dataset, config.model.num_classes)
     out = Path(args.out) if args.out else config.run_dir / f"eval-{split}"

@@ -1,5 +1,6 @@
 """Batching ``(image, target)`` samples whose targets differ in size: images stacked, targets kept
-as a list (torchvision's detection references, detectron2's ``ImageList``)."""
+as a list (torchvision's detection references, detectron2's ``ImageList``); and ``(image, mask)``
+samples of different sizes, padded to one (MMSeg's and detectron2's semantic segmentation)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torch.utils.data import default_collate
 
 from fcnlab.data.targets import Target
 from fcnlab.data.transforms import IGNORE_INDEX, pad_crop
@@ -44,6 +46,34 @@ def collate_targets(
                 padded[key] = pad_crop(padded[key], 0, 0, height, width, fill)
         targets.append(padded)
     return stacked, targets
+
+
+def collate_masks(
+    batch: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    ignore_index: int = IGNORE_INDEX,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack ``(image (C, H, W), mask (H, W))`` samples of any sizes for a DataLoader: images
+    ``(N, C, Hmax, Wmax)`` zero-padded at the bottom and right, masks ``(N, Hmax, Wmax)`` padded
+    with ``ignore_index``, so that no padded pixel is ever scored or trained on. Samples of one
+    size are stacked as they are (PyTorch's default collate)."""
+    if not batch:
+        raise ValueError("collate_masks got an empty batch")
+    if len({(image.shape, mask.shape) for image, mask in batch}) == 1:
+        # PyTorch's own stacking: in a worker it writes the batch straight to shared memory.
+        images, masks = default_collate(batch)
+        return images, masks
+    channels = batch[0][0].shape[0]
+    if any(i.dim() != 3 or i.shape[0] != channels or m.shape != i.shape[1:] for i, m in batch):
+        shapes = ", ".join(f"{tuple(i.shape)} with {tuple(m.shape)}" for i, m in batch)
+        raise ValueError(
+            "collate_masks needs (C, H, W) images with one C, each with an (H, W) mask of its "
+            f"size; got {shapes}"
+        )
+    height = max(image.shape[1] for image, _ in batch)
+    width = max(image.shape[2] for image, _ in batch)
+    images = torch.stack([pad_crop(image, 0, 0, height, width) for image, _ in batch])
+    masks = torch.stack([pad_crop(mask, 0, 0, height, width, ignore_index) for _, mask in batch])
+    return images, masks
 
 
 # The name the detection task, the demos and the README know the collate function by.

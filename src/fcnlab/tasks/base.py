@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from fcnlab.config import Config
 from fcnlab.data.io import DataFormatError, Problem
+from fcnlab.data.transforms import IGNORE_INDEX
 from fcnlab.inference.metadata import ModelMetadata
 from fcnlab.inference.options import PredictOptions
 from fcnlab.inference.predictor import to_image_tensor
@@ -97,8 +98,9 @@ class Task(Protocol):
     #: What ``fcnlab datasets check --plot`` draws of this task's data (None: no plot).
     statistics_plot: str | None
 
-    def collate(self) -> Callable[[list[Any]], Any] | None:
-        """The DataLoader's ``collate_fn`` (None: PyTorch's default stacking)."""
+    def collate(self, ignore_index: int = IGNORE_INDEX) -> Callable[[list[Any]], Any] | None:
+        """The DataLoader's ``collate_fn`` (None: PyTorch's default stacking); what it pads a
+        class map with is ``ignore_index`` (the config's ``data.ignore_index``)."""
         ...
 
     def build_loss(self, config: Config, model: nn.Module, loss: nn.Module | None) -> LossFn:

@@ -3,6 +3,7 @@ dicts), the model's own ``loss`` and ``decode``, COCO AP through ``COCOeval`` as
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from torch.utils.data import Dataset
 from fcnlab.config import Config
 from fcnlab.data import detection_collate
 from fcnlab.data.stats import BoxCounter, BoxCounts
+from fcnlab.data.transforms import IGNORE_INDEX
 from fcnlab.inference.metadata import ModelMetadata
 from fcnlab.inference.options import PredictOptions
 from fcnlab.inference.predictor import resolve_device
@@ -41,9 +43,10 @@ class DetectionTask:
     dense_inference = False
     statistics_plot = None
 
-    def collate(self) -> Callable[[list[Any]], Any]:
-        """Images padded to one size (bottom/right), targets kept as a list of dicts."""
-        return detection_collate
+    def collate(self, ignore_index: int = IGNORE_INDEX) -> Callable[[list[Any]], Any]:
+        """Images padded to one size (bottom/right), targets kept as a list of dicts (a class
+        map among them padded with ``ignore_index``)."""
+        return functools.partial(detection_collate, ignore_index=ignore_index)
 
     def build_loss(self, config: Config, model: nn.Module, loss: nn.Module | None) -> LossFn:
         """``model.loss(outputs, targets)["loss"]``; a detector brings its own loss."""

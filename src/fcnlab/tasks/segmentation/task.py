@@ -3,6 +3,7 @@ per-pixel loss from the config, Long et al.'s four metrics with mIoU as the scor
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from fcnlab.config import Config
+from fcnlab.data.collate import collate_masks
 from fcnlab.data.stats import ClassFrequencies, FrequencyCounter
+from fcnlab.data.transforms import IGNORE_INDEX
 from fcnlab.inference.metadata import ModelMetadata
 from fcnlab.inference.options import PredictOptions
 from fcnlab.runtime.console import Bars
@@ -55,9 +58,11 @@ class SegmentationTask:
     dense_inference = True
     statistics_plot = "class pixel frequencies"
 
-    def collate(self) -> Callable[[list[Any]], Any] | None:
-        """PyTorch's default stacking: images and masks have one size per batch."""
-        return None
+    def collate(self, ignore_index: int = IGNORE_INDEX) -> Callable[[list[Any]], Any]:
+        """Images and masks of different sizes padded to the batch's largest (masks with
+        ``ignore_index``, so padded pixels never count): evaluation at each image's own size
+        works with any ``eval.batch_size``."""
+        return functools.partial(collate_masks, ignore_index=ignore_index)
 
     def build_loss(self, config: Config, model: nn.Module, loss: nn.Module | None) -> LossFn:
         """The configured per-pixel loss (``train.loss``), or ``loss`` when given."""
