@@ -233,6 +233,14 @@ def test_ambiguous_categories_are_refused(export: Path, categories: list, messag
     assert info.value.file == str(path)
 
 
+def test_an_image_record_without_a_file_name_is_named(export: Path) -> None:
+    rewrite(
+        export / "valid" / "_annotations.coco.json", lambda doc: doc["images"][1].pop("file_name")
+    )
+    with pytest.raises(DataFormatError, match="image 2 has no file_name"):
+        COCODetection(export, "valid", **LAYOUT)
+
+
 def test_paths_per_split_and_missing_ones(export: Path) -> None:
     per_split = {
         "annotations": {

@@ -87,8 +87,11 @@ Categories = str | Sequence[str] | None
 class COCOImages(FileDataset):
     """What COCO's task views share: a split's pycocotools index (``coco``), the kept categories
     (``category_index``: category id -> class index) and the images (``image_ids``, in id
-    order); each sample is ``(image file, annotation file)``."""
+    order); each sample is ``(image file, annotation file)``. A view says which class its first
+    category becomes and which category set ``categories=None`` means for COCO's own files."""
 
+    first_class: int
+    coco_categories: str
     coco: COCO
     annotation_file: Path
     crowd: str
@@ -99,19 +102,15 @@ class COCOImages(FileDataset):
         self,
         root: str | Path,
         split: str,
-        *,
         annotations: SplitPath,
         images: SplitPath,
         categories: Categories,
         crowd: str,
         drop_empty: bool,
-        coco_default: str,
-        first_class: int,
     ) -> tuple[list[Sample], tuple[str, ...]]:
         """Index ``split``'s annotation file and image folder under ``root``: returns the
         ``(image, annotation file)`` samples and the class names of the kept categories, numbered
-        from ``first_class``. ``coco_default`` is the category set that ``categories=None``
-        means for COCO's own files."""
+        from the view's ``first_class``."""
         _check_choice("crowd", crowd, CROWD_RULES)
         self.crowd = crowd
         root = require_path(Path(root), COCO_LAYOUT)
@@ -124,9 +123,12 @@ class COCOImages(FileDataset):
         self.coco = load_coco(annotation_file)
         self.annotation_file = annotation_file
         category_ids, names = choose_categories(
-            file_categories(self.coco, annotation_file), categories, coco_default, annotation_file
+            file_categories(self.coco, annotation_file),
+            categories,
+            self.coco_categories,
+            annotation_file,
         )
-        self.category_index = {cat: first_class + k for k, cat in enumerate(category_ids)}
+        self.category_index = {cat: self.first_class + k for k, cat in enumerate(category_ids)}
         self.image_ids = sorted(self.coco.imgs)
         if drop_empty:
             # An image is kept while it has an annotation of a kept category, or of an
@@ -137,6 +139,14 @@ class COCOImages(FileDataset):
                 for i in self.image_ids
                 if any(a.get("category_id") not in left_out for a in self.coco.imgToAnns[i])
             ]
+        unnamed = [i for i in self.image_ids if not self.coco.imgs[i].get("file_name")]
+        if unnamed:
+            which = (
+                f"image {unnamed[0]} has"
+                if len(unnamed) == 1
+                else f"images {_listed(unnamed)} have"
+            )
+            raise DataFormatError(annotation_file, f"{which} no file_name")
         samples = [
             (image_folder / self.coco.imgs[i]["file_name"], annotation_file) for i in self.image_ids
         ]
@@ -238,6 +248,9 @@ class COCOSegmentation(COCOImages, SegmentationDataset):
     annotation of a kept category (for training).
     """
 
+    first_class = 1
+    coco_categories = "voc"
+
     def __init__(
         self,
         root: str | Path,
@@ -255,15 +268,7 @@ class COCOSegmentation(COCOImages, SegmentationDataset):
         _check_choice("overlap", overlap, OVERLAP_RULES)
         self.overlap = overlap
         samples, names = self.open_split(
-            root,
-            split,
-            annotations=annotations,
-            images=images,
-            categories=categories,
-            crowd=crowd,
-            drop_empty=drop_empty,
-            coco_default="voc",
-            first_class=1,
+            root, split, annotations, images, categories, crowd, drop_empty
         )
         classes = ("background", *names)
         super().__init__(samples, classes, voc_palette(len(classes)), transforms, skip_invalid)
@@ -297,6 +302,9 @@ class COCODetection(COCOImages, DetectionDataset):
     image; boxes of zero width or height are left out.
     """
 
+    first_class = 0
+    coco_categories = "coco"
+
     def __init__(
         self,
         root: str | Path,
@@ -311,15 +319,7 @@ class COCODetection(COCOImages, DetectionDataset):
         skip_invalid: bool = False,
     ) -> None:
         samples, classes = self.open_split(
-            root,
-            split,
-            annotations=annotations,
-            images=images,
-            categories=categories,
-            crowd=crowd,
-            drop_empty=drop_empty,
-            coco_default="coco",
-            first_class=0,
+            root, split, annotations, images, categories, crowd, drop_empty
         )
         super().__init__(samples, classes, transforms, skip_invalid)
         self.check_image_references()
