@@ -1,13 +1,18 @@
-"""``fcnlab info``: what this installation offers: models, encoders, data sets and devices."""
+"""``fcnlab info``: what this installation offers: models, data sets, encoders and devices.
+
+Encoders are listed with what each one is (its builder's first docstring line), so that
+``unet``, U-Net's own contracting path, is not taken for a pretrained backbone family."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import platform
 
 import torch
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from fcnlab import __version__
 
@@ -29,10 +34,21 @@ def devices() -> list[tuple[str, str]]:
     return found
 
 
+def encoder_summaries() -> list[tuple[str, str]]:
+    """(encoder, what it is) for every registered encoder: its builder's first docstring line,
+    without reST markup."""
+    from fcnlab.models.registry import ENCODERS
+
+    return [
+        (name, (inspect.getdoc(ENCODERS.get(name)) or "").split("\n")[0].replace("``", ""))
+        for name in ENCODERS.names()
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the models and data sets of every task, the encoders and the devices."""
     from fcnlab.data import list_datasets
-    from fcnlab.models import list_encoders, list_models, model_task
+    from fcnlab.models import list_models, model_task
     from fcnlab.tasks import task_names
 
     console = Console()
@@ -43,8 +59,12 @@ def run(args: argparse.Namespace) -> int:
     for task in task_names():
         models = [name for name in list_models() if model_task(name) == task]
         lines += [(f"{task} models", models), (f"{task} data sets", list_datasets(task))]
-    for title, names in [*lines, ("encoders", list_encoders())]:
+    for title, names in lines:
         console.print(f"[bold]{title}:[/bold] " + ", ".join(names), highlight=False)
+    encoders = Table("encoder", "what it is", title="encoders (model.encoder)")
+    for name, summary in encoder_summaries():
+        encoders.add_row(name, Text(summary))
+    console.print(encoders)
     table = Table("device", "description", title="devices")
     for name, description in devices():
         table.add_row(name, description)
