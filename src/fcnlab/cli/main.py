@@ -12,11 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
-from rich.text import Text
 
 from fcnlab import __version__
 from fcnlab.engine.loader import worker_error_message
-from fcnlab.runtime.console import print_literal
+from fcnlab.runtime.console import error_line, print_literal
 
 # Each module defines ``register(subparsers)``, which adds its sub-command with a ``run`` default.
 COMMAND_MODULES = (
@@ -61,7 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        line = Text.assemble(("error:", "bold red"), " ", worker_error_message(error))
-        print_literal(Console(stderr=True), line)
+        print_literal(Console(stderr=True), error_line(worker_error_message(error)))
         print("(run with --debug for the full traceback)", file=sys.stderr)
         return 1

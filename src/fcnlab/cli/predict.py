@@ -22,12 +22,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from rich.console import Console
-from rich.text import Text
 
 from fcnlab.cli.options import add_inference_arguments, check_dense_options, inference_options
 from fcnlab.inference import load_trained
 from fcnlab.inference.export import onnx_metadata
-from fcnlab.runtime.console import Bars, print_literal
+from fcnlab.runtime.console import Bars, error_line, print_literal
 from fcnlab.tasks import task_of, task_of_model_name
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -112,15 +111,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if not result.unreadable:
         return 0
-    count = len(result.unreadable)
-    errors = Console(stderr=True)
-    print_literal(
-        errors,
-        Text.assemble(
-            ("error:", "bold red"),
-            f" {count} of {len(images)} images could not be read and have no predictions:",
-        ),
-    )
+    count, errors = len(result.unreadable), Console(stderr=True)
+    message = f"{count} of {len(images)} images could not be read and have no predictions:"
+    print_literal(errors, error_line(message))
     for problem in result.unreadable:
         print_literal(errors, f"  {problem.file}: {problem.reason}")
     return 1

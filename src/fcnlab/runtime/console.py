@@ -38,6 +38,11 @@ def print_literal(console: Console, line: RenderableType) -> None:
     console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
+def error_line(message: str) -> Text:
+    """``error: message``, the word in bold red on a terminal, the message literal."""
+    return Text.assemble(("error:", "bold red"), " ", message)
+
+
 def progress_wanted(console: Console) -> bool:
     """Whether to draw progress on ``console``: a terminal, and ``CI`` not set."""
     return console.is_terminal and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
