@@ -4,8 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers.full_disk import on_a_full_disk
 
 from fcnlab.cli.main import main
+from fcnlab.config import load_config
+from fcnlab.demos import DEMOS
 
 DEMO = str(Path(__file__).parents[2] / "configs" / "demo.yaml")
 
@@ -31,7 +34,7 @@ def test_train_then_eval_from_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["train", "-c", DEMO, *tiny(tmp_path)]) == 0
-    run = tmp_path / "demo"
+    run = tmp_path / "fcn8s_shapes"
     assert "done: 4 steps" in capsys.readouterr().out
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines if r["kind"] == "eval"] == [2, 4]
@@ -53,4 +56,53 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     assert main(["eval", "-c", DEMO, "--checkpoint", str(bad), *tiny(tmp_path)]) == 1
-    assert "bad.pt' cannot be read" in " ".join(capsys.readouterr().err.split())
+    err = " ".join(capsys.readouterr().err.split())
+    assert "bad.pt' is not a PyTorch checkpoint" in err and "101" not in err
+
+
+def test_a_second_train_into_a_run_folder_is_refused_until_told_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "-c", DEMO, *tiny(tmp_path)]) == 0
+    run = tmp_path / "fcn8s_shapes"
+    final = (run / "final.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "-c", DEMO, *tiny(tmp_path)]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"run folder '{run}' already holds a run (config.yaml, metrics.jsonl" in err
+    assert "continue it with --resume, replace it with --overwrite" in err
+    assert (run / "final.safetensors").read_bytes() == final
+
+    assert main(["train", "-c", DEMO, *tiny(tmp_path), "train.batch_size=2", "--resume"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "was written under another config" in err and "train.batch_size: 4 -> 2" in err
+
+    assert main(["train", "-c", DEMO, *tiny(tmp_path), "--overwrite"]) == 0
+    assert "--overwrite: removed the previous run's config.yaml" in capsys.readouterr().out
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)  # one run's records, not two appended
+
+    with pytest.raises(SystemExit):
+        main(["train", "-c", DEMO, "--resume", "--overwrite"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_shipped_configs_and_demos_write_to_different_run_folders() -> None:
+    configs = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+    folders = {path.name: load_config(path).run_dir for path in configs}
+    folders |= {f"fcnlab demo --task {name}": Path("runs") / DEMOS.build(name).run_name
+                for name in DEMOS.names()}  # fmt: skip
+    assert len(set(folders.values())) == len(folders), folders
+    assert folders["demo.yaml"] == Path("runs/fcn8s_shapes")
+
+
+def test_a_full_disk_is_one_sentence_naming_the_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on_a_full_disk(monkeypatch, room=4096)
+    assert main(["train", "-c", DEMO, *tiny(tmp_path)]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    last = tmp_path / "fcn8s_shapes" / "checkpoints" / "last.pt"
+    assert f"error: cannot write '{last}': no space left on device; free some space" in err
+    assert "unexpected pos" not in err and "Traceback" not in err
+    assert not (tmp_path / "fcn8s_shapes" / "run.lock").exists()

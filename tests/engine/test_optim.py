@@ -27,7 +27,7 @@ def test_lr_factor_hand_worked_values() -> None:
 
 
 def test_milestones_must_increase() -> None:
-    with pytest.raises(ConfigError, match=r"train.milestones = \[8, 6\]"):
+    with pytest.raises(ConfigError, match=r"^milestones = \[8, 6\] must be increasing"):
         TrainConfig(schedule="step", milestones=[8, 6])
 
 

@@ -2,47 +2,22 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
-from helpers.tinyseg import Squares, TinySegmenter, tiny_config
-from rich.console import Console
+from helpers.tinyseg import TinySegmenter, tiny_config, without_timing
+from helpers.tinyseg import train_squares as run
 from torch import nn
 
-from fcnlab.config import Config, StageConfig
+from fcnlab.config import StageConfig
 from fcnlab.engine import (
     NonFiniteLossError,
     TrainingInterrupted,
-    TrainResult,
     load_checkpoint,
     read_metrics,
-    train,
 )
 from fcnlab.runtime.checkpoint import load_weights
-
-QUIET = Console(quiet=True)
-
-
-def run(
-    config: Config, model: Callable[[], nn.Module] = TinySegmenter, **kwargs: Any
-) -> TrainResult:
-    torch.manual_seed(0)
-    return train(
-        config,
-        model=model(),
-        train_set=Squares(16),
-        val_set=Squares(8, flip=False),
-        console=QUIET,
-        progress=False,
-        **kwargs,
-    )
-
-
-def without_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in r.items() if k != "images_per_s"} for r in records]
 
 
 def test_frozen_stage_keeps_the_encoder_then_fine_tuning_moves_it(tmp_path: Path) -> None:
@@ -126,11 +101,27 @@ class NanAtCall(nn.Module):
 def test_non_finite_loss_names_step_and_stage_and_keeps_the_last_checkpoint(
     tmp_path: Path,
 ) -> None:
-    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 10 of stage 2 \('fine-t"):
+    checkpoint = tmp_path / "run/checkpoints/last.pt"
+    with pytest.raises(NonFiniteLossError) as error:
         run(tiny_config(tmp_path), loss=NanAtCall(10))
-    last = load_checkpoint(tmp_path / "run/checkpoints/last.pt")
+    assert str(error.value) == (
+        "the loss is nan at step 10 of stage 2 ('fine-tune'); stopped without saving: the last "
+        f"good checkpoint is {checkpoint} (step 8)"
+    )
+    last = load_checkpoint(checkpoint)
     assert last["reason"] == "stage" and last["state"]["step"] == 8
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+
+
+def test_a_nan_before_any_checkpoint_says_there_is_none(tmp_path: Path) -> None:
+    with pytest.raises(NonFiniteLossError) as error:
+        run(tiny_config(tmp_path), loss=NanAtCall(2))
+    assert str(error.value) == (
+        "the loss is nan at step 2 of stage 1 ('decoder'); stopped without saving: this run has "
+        "written no checkpoint yet"
+    )
+    assert not (tmp_path / "run/checkpoints").exists()
+    assert not (tmp_path / "run/run.lock").exists()
 
 
 def test_gradient_accumulation_equals_one_larger_batch(tmp_path: Path) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
+from rich.console import Console
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -17,6 +20,7 @@ from fcnlab.config import (
     StageConfig,
     TrainConfig,
 )
+from fcnlab.engine import TrainResult, train
 
 
 class TinySegmenter(nn.Module):
@@ -73,3 +77,20 @@ def tiny_config(run_root: Path, name: str = "run", **train: object) -> Config:
         eval=EvalConfig(every_epochs=1, batch_size=4, num_overlays=2),
         output=OutputConfig(root=str(run_root), name=name, tensorboard=False),
     )
+
+
+def train_squares(
+    config: Config, model: Callable[[], nn.Module] = TinySegmenter, **kwargs: Any
+) -> TrainResult:
+    """``fcnlab.engine.train`` of a fresh ``model()`` (seeded) on 16 :class:`Squares`, validated
+    on 8, quietly; ``kwargs`` go to the trainer (``resume``, ``loss``, ...)."""
+    torch.manual_seed(0)
+    options: dict[str, Any] = {"train_set": Squares(16), "val_set": Squares(8, flip=False)}
+    return train(
+        config, model=model(), console=Console(quiet=True), progress=False, **options | kwargs
+    )
+
+
+def without_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``metrics.jsonl`` records without their images/s, which no two runs share."""
+    return [{k: v for k, v in r.items() if k != "images_per_s"} for r in records]

@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from fcnlab.models import build_encoder, load_weights, read_state_dict
+from fcnlab.runtime import CheckpointError
 
 
 def tiny() -> nn.Module:
@@ -50,8 +51,32 @@ def test_training_checkpoint_is_unwrapped(tmp_path: Path) -> None:
 def test_pth_is_read_with_weights_only(tmp_path: Path) -> None:
     # weights_only=True refuses pickled arbitrary objects such as a module.
     torch.save(tiny(), tmp_path / "module.pth")
-    with pytest.raises(Exception, match=r"[Ww]eights only"):
+    with pytest.raises(CheckpointError) as error:
         read_state_dict(tmp_path / "module.pth")
+    assert str(error.value) == (
+        f"weights file '{tmp_path / 'module.pth'}' holds Python objects "
+        "(torch.nn.modules.container.Sequential) besides tensors and plain data; fcnlab loads "
+        "only those, so that a file cannot run code: save the model's state_dict() instead"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("notes.pth", b"encoder weights from the lab\n", "is not a PyTorch checkpoint: torch.save"),
+        ("half.pth", b"PK\x03\x04 cut off", "cannot be read: it is corrupt or truncated"),
+        ("w.safetensors", b"{not a header", "is not a readable .safetensors file"),
+    ],
+)
+def test_encoder_weights_that_cannot_be_read_are_one_sentence(
+    tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(CheckpointError) as error:
+        build_encoder("vgg16", tmp_path / name, width=0.125)
+    text = str(error.value)
+    assert text.startswith(f"weights file '{tmp_path / name}' {message}")
+    assert "\n" not in text and "weights_only=False" not in text
 
 
 def test_missing_keys_listed_ten_then_counted() -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +101,34 @@ def test_curves_figure_with_stage_boundaries(tmp_path: Path) -> None:
     assert [t.get_text() for t in explicit.axes[0].texts] == ["third"]
     with pytest.raises(ValueError, match="record 0 has no 'step'"):
         plot_curves([{"loss": 1.0}])
+
+
+def dashed_steps(fig: Figure) -> list[float]:
+    return sorted(
+        {line.get_xdata()[0] for line in fig.axes[0].lines if line.get_linestyle() == "--"}
+    )
+
+
+def test_each_stage_is_marked_at_its_first_step_not_its_first_logged_one() -> None:
+    # Logged every 5 steps and at each stage's end: stage 1 is steps 1-8, stage 2 steps 9-13.
+    logged = [{"kind": "train", "stage": 0 if s <= 8 else 1, "step": s, "loss": 1.0, "lr": 0.1}
+              for s in (5, 8, 10, 13)]  # fmt: skip
+    logged.append({"kind": "eval", "stage": 0, "step": 8, "mean_iou": 0.4})
+    starts = [{"kind": "stage", "stage": 0, "name": "decoder", "step": 1},
+              {"kind": "stage", "stage": 1, "name": "fine-tune", "step": 9}]  # fmt: skip
+    assert dashed_steps(plot_curves(logged + starts, ("mean_iou",))) == [1, 9]
+    # A log written before the stage records: the step after the previous stage's last record.
+    assert dashed_steps(plot_curves(logged, ("mean_iou",))) == [5, 9]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_saved_figures_get_the_umask_mode(tmp_path: Path, umask: int) -> None:
+    previous = os.umask(umask)
+    try:
+        path = save_figure(plot_curves([{"step": 1, "loss": 1.0}]), tmp_path / "curves.png")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
 
 
 def test_confusion_figure_is_row_normalised(tmp_path: Path) -> None:

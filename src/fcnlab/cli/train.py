@@ -19,14 +19,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a model by the stages of a config",
         description="Train by a YAML config; `key=value` overrides use dotted paths, e.g. "
-        "train.batch_size=8 stages.0.epochs=2. SIGINT/SIGTERM finish the current step, save "
-        "checkpoints/last.pt and exit with status 130; --resume continues from it. Under "
+        "train.batch_size=8 stages.0.epochs=2. The run folder is output.root/output.name; one "
+        "that already holds a run is refused unless --resume or --overwrite says what to do. "
+        "SIGINT/SIGTERM finish the current step, save checkpoints/last.pt and exit with status "
+        "130; --resume continues from it. Under "
         "`torchrun --nproc_per_node=N -m fcnlab train ...` the run is data-parallel.",
     )
     parser.add_argument("-c", "--config", required=True, help="YAML config file")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides")
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from the run folder's last checkpoint"
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run folder's run from checkpoints/last.pt (with the same config; "
+        "only logging, device and worker keys may change)",
+    )
+    what.add_argument(
+        "--resume-from",
+        metavar="CHECKPOINT",
+        help="continue the run from this checkpoint instead, e.g. RUN/checkpoints/best.pt",
+    )
+    what.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in a run folder that holds a run: its config.yaml, metrics.jsonl, "
+        "checkpoints/, final.safetensors, curves.png and tensorboard/ are removed first",
     )
     parser.set_defaults(run=run)
 
@@ -36,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     console = Console()
     try:
-        result = train(config, resume=args.resume, console=console)
+        resume = args.resume_from or args.resume
+        result = train(config, resume=resume, overwrite=args.overwrite, console=console)
     except TrainingInterrupted as stop:
         Console(stderr=True).print(f"[yellow]{stop}[/yellow]", highlight=False)
         return EXIT_INTERRUPTED

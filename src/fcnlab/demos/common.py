@@ -167,8 +167,16 @@ class DemoRun:
         return plan or (quick if self.quick else full)
 
     def train(self, config: Config, model: nn.Module, **kwargs: Any) -> TrainResult:
-        """``fcnlab.engine.train`` of ``model`` by ``config``, logging to the run's console."""
-        return train(config, model=model, console=self.console, progress=self.progress, **kwargs)
+        """``fcnlab.engine.train`` of ``model`` by ``config``, logging to the run's console; a
+        demo run replaces the demo's previous run in its folder."""
+        return train(
+            config,
+            model=model,
+            console=self.console,
+            progress=self.progress,
+            overwrite=True,
+            **kwargs,
+        )
 
     def finish(
         self,

@@ -1,18 +1,27 @@
 """The training loop: stages -> epochs -> steps, read top to bottom in :meth:`Trainer.fit`.
 
 Each stage freezes or unfreezes the encoder and starts a fresh optimiser and schedule. A step
-is ``grad_accum`` micro-batches. At the end of each data epoch the model is evaluated (every
-``eval.every_epochs`` epochs) and ``last.pt`` is written; at the end of each stage the model is
-evaluated (unless it just was) and ``last.pt`` is written again. The best model by the validation
-score (the model's task says which: mIoU, COCO AP, ...; see :mod:`fcnlab.tasks`) is kept as
-``best.pt`` and the final weights as ``final.safetensors``.
+is ``grad_accum`` micro-batches. At the end of each data epoch ``last.pt`` is written, then the
+model is evaluated (every ``eval.every_epochs`` epochs); at the end of each stage ``last.pt`` is
+written and the model evaluated (unless it just was), and ``last.pt`` is written again for the
+next stage. Saving before evaluating means a failing evaluation loses no training; a run resumed
+from such a checkpoint evaluates first. With ``train.checkpoint_every_steps`` ``last.pt`` is also
+written every that many steps inside an epoch. The best model by the validation score (the
+model's task says which: mIoU, COCO AP, ...; see :mod:`fcnlab.tasks`) is kept as ``best.pt`` and
+the final weights as ``final.safetensors``.
+
+The run folder is taken with :func:`fcnlab.runtime.run_dir.open_run_dir`: a folder that already
+holds a run is refused unless the run is resumed or ``overwrite`` is set, and a lock file keeps
+a second run out while this one runs.
 
 Interruption: the first SIGINT or SIGTERM sets a flag that is checked after every step; the run
 then writes ``last.pt`` (reason ``"interrupted"``) and raises :class:`TrainingInterrupted` (the
 command line exits with status 130). A second SIGINT stops at once. ``resume=True`` continues
-from ``last.pt`` with the model, optimiser, schedule, scaler, stage, step, data order and RNG
-states restored, so with ``train.deterministic`` an interrupted and resumed run ends with the
-same weights and metrics as an uninterrupted one.
+from ``last.pt`` (a path: from that checkpoint) with the model, optimiser, schedule, scaler,
+stage, step, data order and RNG states restored, so with ``train.deterministic`` an interrupted,
+or killed, and resumed run ends with the same weights and metrics as an uninterrupted one:
+``metrics.jsonl`` is cut back to the checkpoint's step. The config must mean the same run
+(:func:`fcnlab.engine.resume.check_same_run`).
 """
 
 from __future__ import annotations
@@ -47,11 +56,13 @@ from fcnlab.config import Config, StageConfig, config_to_dict, save_config, vali
 from fcnlab.engine.build import build_split, check_num_classes
 from fcnlab.engine.loader import SeededSamples, eval_loader, train_loader
 from fcnlab.engine.optim import build_optimizer, build_schedule
+from fcnlab.engine.resume import check_same_run, checkpoint_to_resume
 from fcnlab.engine.stages import apply_stage, describe_stage, stage_steps
 from fcnlab.models.from_config import build_model_from_config
 from fcnlab.runtime.checkpoint import (
     CheckpointError,
     load_checkpoint,
+    load_state_strictly,
     rng_state,
     save_checkpoint,
     save_safetensors,
@@ -66,7 +77,14 @@ from fcnlab.runtime.distributed import (
     wrap_model,
 )
 from fcnlab.runtime.precision import autocast
-from fcnlab.runtime.run_dir import RunLog, read_metrics
+from fcnlab.runtime.run_dir import (
+    RunFolderError,
+    RunLock,
+    RunLog,
+    keep_metrics,
+    open_run_dir,
+    read_metrics,
+)
 from fcnlab.tasks import EvalSettings, Evaluation, class_names, run_evaluation, task_of
 from fcnlab.viz.plots import plot_curves, save_figure
 
@@ -166,6 +184,9 @@ class Trainer:
     when not given (tests and notebooks pass their own; the model needs a ``.encoder`` for
     frozen stages). The model's task (:func:`fcnlab.tasks.task_of`) supplies the collate
     function, the loss (a detector brings its own), the evaluator and the pictures.
+    ``resume`` continues the run folder's ``last.pt`` (True) or the checkpoint at that path;
+    ``overwrite`` replaces a run the folder already holds (see :mod:`fcnlab.runtime.run_dir`).
+    The run folder is locked from here until :meth:`fit` returns or raises, or :meth:`close`.
     ``stop_after_steps`` simulates an interruption after that global step (for tests of
     resuming). ``console`` receives the log; ``progress`` forces the progress
     bars on or off (default: on for a terminal unless ``CI`` is set).
@@ -181,6 +202,8 @@ class Trainer:
         console: Console | None = None,
         progress: bool | None = None,
         stop_after_steps: int | None = None,
+        resume: bool | str | Path = False,
+        overwrite: bool = False,
     ) -> None:
         self.config = config = validate(config)
         train = config.train
@@ -241,14 +264,53 @@ class Trainer:
         self._stop_signal: str | None = None
         self._images_per_second: list[float] = []
         self._last_result: Evaluation | None = None
-        self.log = RunLog(self.run_dir, self.dist.is_main, config.output.tensorboard)
+        self._last_saved: tuple[Path, int] | None = None  # for the NaN message
+        self.lock = self._take_run_dir(bool(resume), overwrite)
+        try:
+            if resume:
+                self._resume(checkpoint_to_resume(self.run_dir, resume))
+            purge = self.state.step + 1 if resume else None
+            self.log = RunLog(self.run_dir, self.dist.is_main, config.output.tensorboard, purge)
+            if self.dist.is_main:
+                save_config(config, self.run_dir / "config.yaml")
+        except BaseException:
+            self.close()
+            raise
+
+    def _take_run_dir(self, resume: bool, overwrite: bool) -> RunLock | None:
+        """Rank 0 locks and checks the run folder; every rank raises the same refusal."""
+        lock, refusal = None, None
         if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, self.run_dir / "config.yaml")
+            try:
+                lock = open_run_dir(self.run_dir, resume, overwrite, self._note)
+            except RunFolderError as error:
+                refusal = str(error)
+        refusals = all_gather_objects(refusal, self.dist)
+        if refusals[0] is not None:
+            raise RunFolderError(refusals[0])
+        return lock
+
+    def _note(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False)
+
+    def close(self) -> None:
+        """Release the run folder and close the log (:meth:`fit` does this when it ends)."""
+        if self.lock is not None:
+            self.lock.release()
+        log = getattr(self, "log", None)
+        if log is not None:
+            log.close()
 
     # ----------------------------------------------------------------------------- the loop
     def fit(self) -> TrainResult:
-        """Run every remaining stage; returns the per-stage results."""
+        """Run every remaining stage; returns the per-stage results. The run folder is released
+        however this ends."""
+        try:
+            return self._fit()
+        finally:
+            self.close()
+
+    def _fit(self) -> TrainResult:
         stages = self.config.stages
         with self._signal_handlers(), self._progress() as progress:
             for index in range(self.state.stage, len(stages)):
@@ -266,11 +328,15 @@ class Trainer:
                 )
                 while True:
                     if self.state.position >= self.batches_per_epoch:
-                        self._end_epoch(index)
+                        self._end_epoch()
+                    if self._epoch_evaluation_due():
+                        self._evaluate(index)
                     if self.state.stage_step >= total:
                         break
                     self._train_steps(index, total, progress, task)
                 if self.state.last_eval_step != self.state.step:
+                    if self._last_saved != (self.checkpoint_dir / "last.pt", self.state.step):
+                        self._save("stage-end")
                     self._evaluate(index)
                 self._end_stage(index)
         return self._finish()
@@ -288,6 +354,10 @@ class Trainer:
             self.scheduler.load_state_dict(self._pending["scheduler"])
             self.scaler.load_state_dict(self._pending["scaler"])
             self._pending = None
+        if self.state.stage_step == 0:
+            # Where the stage starts, for the curves (its first logged step may come later).
+            record = {"kind": "stage", "stage": index, "name": stage.name}
+            self.log.write({**record, "epoch": self.state.data_epoch, "step": self.state.step + 1})
         self.console.print(
             f"[bold]{describe_stage(index, len(self.config.stages), stage, total)}[/bold]"
         )
@@ -315,6 +385,11 @@ class Trainer:
             progress.update(task, advance=1, loss=loss, lr=self._lr())
             if stop:
                 self._interrupt(index)
+            every = train.checkpoint_every_steps
+            # The end of an epoch or stage saves anyway.
+            inside = state.position < self.batches_per_epoch and state.stage_step < total
+            if every and state.step % every == 0 and inside:
+                self._save("steps")
 
     def _step(self, micro_batches: list[Any], index: int) -> tuple[float, bool]:
         """One optimiser step over ``grad_accum`` micro-batches; returns (mean loss, stop?)."""
@@ -348,10 +423,14 @@ class Trainer:
         flags = all_reduce_sum(flags, self.dist) / self.dist.world_size
         loss_value, stop = float(flags[0]), bool(flags[1] > 0)
         if not math.isfinite(loss_value):
+            if self._last_saved is None:
+                kept = "this run has written no checkpoint yet"
+            else:
+                path, step = self._last_saved
+                kept = f"the last good checkpoint is {path} (step {step})"
             raise NonFiniteLossError(
                 f"the loss is {loss_value} at step {self.state.step + 1} of stage {index + 1} "
-                f"({self.config.stages[index].name!r}); stopped without saving, the last good "
-                f"checkpoint is {self.checkpoint_dir / 'last.pt'}"
+                f"({self.config.stages[index].name!r}); stopped without saving: {kept}"
             )
         if train.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
@@ -362,15 +441,20 @@ class Trainer:
         self.scheduler.step()
         return loss_value, stop
 
-    def _end_epoch(self, index: int) -> None:
-        """Count the epoch, evaluate when due, write ``last.pt``."""
-        state, every = self.state, self.config.eval.every_epochs
+    def _end_epoch(self) -> None:
+        """Count the epoch and write ``last.pt`` (before the evaluation: see the module)."""
+        state = self.state
         state.stage_epochs += 1
         state.data_epoch += 1
         state.position = 0
-        if every and state.stage_epochs % every == 0:
-            self._evaluate(index)
         self._save("epoch")
+
+    def _epoch_evaluation_due(self) -> bool:
+        """Whether an epoch of this stage just ended whose evaluation is due and not done yet (also
+        right after resuming from the checkpoint written before that evaluation)."""
+        state, every = self.state, self.config.eval.every_epochs
+        ended = every > 0 and state.position == 0 and state.stage_epochs > 0
+        return ended and state.stage_epochs % every == 0 and state.last_eval_step != state.step
 
     def _end_stage(self, index: int) -> None:
         """Move the state to the start of the next stage (a fresh data epoch) and save."""
@@ -410,6 +494,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints, resume
     def _save(self, reason: str, path: Path | None = None) -> Path:
         """Write a full checkpoint (every process takes part, rank 0 writes)."""
+        last = path is None
         path = path or self.checkpoint_dir / "last.pt"
         rng = all_gather_objects(rng_state(), self.dist)
         if self.dist.is_main:
@@ -428,19 +513,27 @@ class Trainer:
                 },
             )
         barrier(self.dist)
+        if last:
+            self._last_saved = (path, self.state.step)
         return path
 
-    def resume(self, path: str | Path | None = None) -> None:
-        """Continue from ``path`` (default: this run's ``last.pt``)."""
-        path = Path(path) if path is not None else self.checkpoint_dir / "last.pt"
+    def _resume(self, path: Path) -> None:
+        """Continue from the checkpoint ``path``: the same config (but for harmless keys), the
+        model, the state and the RNG; ``metrics.jsonl`` keeps only what came before it."""
         payload = load_checkpoint(path, map_location=self.device)
+        check_same_run(payload, self.config, path)
+        load_state_strictly(self.model, payload["model"], f"checkpoint '{path}'", "the checkpoint")
         try:
-            self.model.load_state_dict(payload["model"])
             self.state = TrainState(**payload["state"])
-        except (RuntimeError, TypeError, KeyError) as error:
+        except (KeyError, TypeError) as error:
             raise CheckpointError(
-                f"checkpoint {str(path)!r} does not fit this run: {str(error).splitlines()[0]}"
+                f"checkpoint '{path}' holds no training state this fcnlab can continue "
+                f"({type(error).__name__}: {error}); start a new run from its weights with "
+                f"model.init_from={path}"
             ) from None
+        self._last_saved = (path, self.state.step)
+        if self.dist.is_main:
+            keep_metrics(self.run_dir, self._written_before)
         if self.state.stage_step > 0:
             self._pending = payload
         rng = payload["rng"]
@@ -449,6 +542,14 @@ class Trainer:
             f"resumed from {path} at step {self.state.step} (stage {self.state.stage + 1}, "
             f"data epoch {self.state.data_epoch}, position {self.state.position})"
         )
+
+    def _written_before(self, record: dict[str, Any]) -> bool:
+        """Whether a ``metrics.jsonl`` record came before the resumed checkpoint (its step's
+        evaluation only if the checkpoint was written after it): what follows is written again."""
+        step, state = record.get("step", 0), self.state
+        if record.get("kind") == "eval":
+            return step < state.step or step == state.last_eval_step == state.step
+        return step <= state.step
 
     # ---------------------------------------------------------------------------- helpers
     def _lr(self) -> float:
@@ -517,7 +618,6 @@ class Trainer:
             if self.config.output.plots:
                 self._write_pictures()
         barrier(self.dist)
-        self.log.close()
         results = [self.task.result_from_record(r) for r in self.state.evaluations]
         stages = [
             StageResult(
@@ -552,10 +652,10 @@ class Trainer:
         self.task.write_pictures(self.model, self.val_set, last, self.run_dir, self.config)
 
 
-def train(config: Config, resume: bool = False, **kwargs: Any) -> TrainResult:
+def train(
+    config: Config, resume: bool | str | Path = False, overwrite: bool = False, **kwargs: Any
+) -> TrainResult:
     """Train by ``config`` (``kwargs`` go to :class:`Trainer`); ``resume`` continues the run
-    folder's ``last.pt``."""
-    trainer = Trainer(config, **kwargs)
-    if resume:
-        trainer.resume()
-    return trainer.fit()
+    folder's ``last.pt`` (True) or a checkpoint (a path); ``overwrite`` replaces a run the folder
+    already holds."""
+    return Trainer(config, resume=resume, overwrite=overwrite, **kwargs).fit()

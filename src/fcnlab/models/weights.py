@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Union
 
 import torch
 from torch import nn
 
+from fcnlab.runtime.checkpoint import (
+    listing,
+    read_safetensors,
+    read_torch_file,
+    state_dict_differences,
+)
+
 StateDict = dict[str, torch.Tensor]
 WeightsSource = Union[str, "os.PathLike[str]", Mapping[str, torch.Tensor]]
 
-MAX_LISTED = 10
 # Training checkpoints wrap the weights; these keys hold them.
 WRAPPER_KEYS = ("state_dict", "model")
-
-
-def _listing(items: Iterable[str]) -> str:
-    items = list(items)
-    shown = ", ".join(items[:MAX_LISTED])
-    if len(items) > MAX_LISTED:
-        shown += f" and {len(items) - MAX_LISTED} more"
-    return shown
 
 
 def describe(weights: WeightsSource) -> str:
@@ -37,7 +35,8 @@ def read_state_dict(weights: WeightsSource) -> StateDict:
     """The tensors in ``weights``: a state dict, or a ``.pth``/``.pt``/``.safetensors`` path.
 
     ``.pth``/``.pt`` files are read with ``torch.load(weights_only=True)``; a checkpoint that
-    wraps its weights under ``state_dict`` or ``model`` is unwrapped.
+    wraps its weights under ``state_dict`` or ``model`` is unwrapped. A file that cannot be read
+    is a :class:`fcnlab.runtime.CheckpointError` naming it and saying why.
     """
     if isinstance(weights, Mapping):
         state: object = weights
@@ -47,11 +46,9 @@ def read_state_dict(weights: WeightsSource) -> StateDict:
             raise FileNotFoundError(f"weights file '{path}' does not exist")
         suffix = path.suffix.lower()
         if suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
+            state = read_safetensors(path)
         elif suffix in (".pth", ".pt"):
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = read_torch_file(path, "weights file")
         else:
             raise ValueError(
                 f"weights file '{path}' has suffix {suffix!r}; expected .pth, .pt or .safetensors"
@@ -64,7 +61,7 @@ def read_state_dict(weights: WeightsSource) -> StateDict:
         raise ValueError(f"{describe(weights)} holds a {type(state).__name__}, not a state dict")
     bad = [str(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise ValueError(f"{describe(weights)} has entries that are not tensors: {_listing(bad)}")
+        raise ValueError(f"{describe(weights)} has entries that are not tensors: {listing(bad)}")
     return dict(state)
 
 
@@ -74,23 +71,9 @@ def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
     A missing BatchNorm ``num_batches_tracked`` is tolerated: checkpoints saved before PyTorch
     0.4.1 (torchvision's original ImageNet weights among them) do not have it.
     """
-    own = module.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [
-        f"{k} is {tuple(state[k].shape)} in the weights but {tuple(own[k].shape)} in the model"
-        for k in own
-        if k in state and state[k].shape != own[k].shape
-    ]
-    problems = [
-        f"{label} ({len(items)}): {_listing(items)}"
-        for label, items in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("shape mismatches", mismatched),
-        )
-        if items
-    ]
+    problems = state_dict_differences(
+        module.state_dict(), state, may_miss=lambda key: key.endswith("num_batches_tracked")
+    )
     if problems:
         raise ValueError(
             f"weights {source} do not fit {type(module).__name__}: " + "; ".join(problems)

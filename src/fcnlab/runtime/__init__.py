@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from fcnlab.runtime.checkpoint import (
     CheckpointError,
+    DiskFullError,
     atomic_write,
     load_checkpoint,
     load_model_weights,
     load_weights,
+    read_safetensors,
+    read_torch_file,
     save_checkpoint,
     save_safetensors,
+    state_dict_differences,
 )
 from fcnlab.runtime.precision import autocast, main_output, model_device, model_input
 from fcnlab.runtime.records import json_safe, nan_for_none
@@ -18,6 +22,7 @@ from fcnlab.runtime.run_dir import RunLog, read_metrics
 
 __all__ = [
     "CheckpointError",
+    "DiskFullError",
     "RunLog",
     "atomic_write",
     "autocast",
@@ -30,6 +35,9 @@ __all__ = [
     "model_input",
     "nan_for_none",
     "read_metrics",
+    "read_safetensors",
+    "read_torch_file",
     "save_checkpoint",
     "save_safetensors",
+    "state_dict_differences",
 ]

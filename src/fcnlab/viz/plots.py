@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from fcnlab.runtime.checkpoint import atomic_write
 from fcnlab.viz.colours import IGNORE_COLOR, ArrayLike, as_palette, colorize, to_numpy, to_rgb
 
 Boundaries = Sequence[int] | Sequence[tuple[int, str]] | None
@@ -30,11 +30,21 @@ def stage_label(stage: Any) -> str:
 
 
 def _stage_boundaries(records: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
-    """(step, label) wherever the ``"stage"`` value of the step-ordered records changes."""
+    """(first step, label) of each stage in the step-ordered records: a ``"kind": "stage"``
+    record says where its stage starts; without one (logs written before the engine wrote them)
+    a stage starts the step after the previous stage's last record, which the engine always
+    logs, and the first stage at its first record."""
     found: list[tuple[int, str]] = []
+    last_step = 0
     for record in records:
-        if "stage" in record and (not found or found[-1][1] != stage_label(record["stage"])):
-            found.append((int(record["step"]), stage_label(record["stage"])))
+        if "stage" not in record:
+            continue
+        label, step = stage_label(record["stage"]), int(record["step"])
+        if not found or found[-1][1] != label:
+            found.append((last_step + 1 if found else step, label))
+        if record.get("kind") == "stage":
+            found[-1] = (step, label)
+        last_step = step
     return found
 
 
@@ -48,9 +58,10 @@ def plot_curves(
 
     ``records`` are metrics.jsonl-style dicts with a ``"step"``; those with ``"loss"`` (and
     ``"lr"``) are training points, those with an ``eval_keys`` number evaluation points.
-    ``stage_boundaries`` are steps, or (step, label) pairs, where a stage starts; by default
-    they are read from the records' ``"stage"`` values (names, or 0-based indices labelled
-    "stage 1", "stage 2", ...). Each is a dashed vertical line.
+    ``stage_boundaries`` are steps, or (step, label) pairs, where a stage starts (its first
+    step); by default they are read from the records: ``"kind": "stage"`` records, else where the
+    ``"stage"`` value (a name, or a 0-based index labelled "stage 1", "stage 2", ...) changes.
+    Each is a dashed vertical line.
     """
     for index, record in enumerate(records):
         if "step" not in record:
@@ -186,19 +197,9 @@ def plot_overlays(
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
-    """Write ``fig`` to ``path`` atomically (temporary file, fsync, rename); the format follows
-    the suffix. Parent folders are created. Returns the path."""
+    """Write ``fig`` to ``path`` atomically (:func:`fcnlab.runtime.atomic_write`: temporary
+    file, fsync, rename; the umask's mode); the format follows the suffix. Parent folders are
+    created. Returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or None
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            fig.savefig(stream, format=fmt, dpi=dpi)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda stream: fig.savefig(stream, format=fmt, dpi=dpi))
