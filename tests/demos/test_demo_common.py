@@ -11,6 +11,7 @@ from rich.console import Console
 
 from fcnlab.config import StageConfig
 from fcnlab.demos.common import (
+    QUICK_NOTE,
     DemoRun,
     ShapesPlan,
     demo_table,
@@ -56,10 +57,20 @@ def test_finish_writes_metrics_json_with_quick_and_seconds_and_says_where(tmp_pa
     assert written["AP"] is None and written["quick"] is True and written["seconds"] >= 0
     lines = printed.getvalue().splitlines()
     assert lines[0] == "TABLE"
-    assert lines[1] == (
+    assert lines[1] == QUICK_NOTE  # the quick table's numbers are labelled as meaningless
+    assert lines[2] == (
         f"toy demo finished in {written['seconds']:.0f} s. Look at {tmp_path}/: metrics.json, "
         "a.png, config.yaml, checkpoints/ and final.safetensors. Next: `look`."
     )
+
+
+def test_a_full_run_says_nothing_about_quick(tmp_path: Path) -> None:
+    printed = io.StringIO()
+    run = DemoRun.start(False, Console(file=printed, width=300), False)
+    run.finish(tmp_path, {"AP": 0.5}, ["TABLE"], "toy demo", "a.png", "`look`")
+    lines = printed.getvalue().splitlines()
+    assert lines[0] == "TABLE" and lines[1].startswith("toy demo finished in")
+    assert "--quick" not in printed.getvalue()
 
 
 def test_shapes_config_holds_the_plan_and_the_shared_recipe() -> None:

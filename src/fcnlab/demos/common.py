@@ -34,6 +34,11 @@ from fcnlab.runtime.checkpoint import atomic_write
 from fcnlab.runtime.records import json_safe
 
 METRICS_FILE = "metrics.json"
+# Said under a quick run's table: its numbers come from a handful of steps on tiny images.
+QUICK_NOTE = (
+    "--quick: a handful of training steps on a few small images, to check that every step "
+    "runs; these scores say nothing about what the method learns (run without --quick for them)."
+)
 # What the engine writes to every run folder, named last in the "look at" line.
 ENGINE_FILES = "config.yaml, checkpoints/ and final.safetensors"
 
@@ -188,7 +193,8 @@ class DemoRun:
         next_step: str,
     ) -> dict[str, Any]:
         """Write ``summary`` (with ``quick`` and ``seconds``) to ``run_dir/metrics.json``, print
-        ``shown`` and where to look next; returns the summary as written (NaN as null).
+        ``shown`` (under it, for a quick run, that its scores mean nothing) and where to look
+        next; returns the summary as written (NaN as null).
 
         ``files`` names what ``run_dir`` holds besides ``metrics.json`` and the engine's files.
         """
@@ -198,6 +204,8 @@ class DemoRun:
         write_json(run_dir / METRICS_FILE, summary, indent=2)
         for renderable in shown:
             self.console.print(renderable)
+        if self.quick:
+            self.console.print(QUICK_NOTE, style="bold yellow")
         self.console.print(
             f"[green]{what} finished in {summary['seconds']:.0f} s.[/green] Look at {run_dir}/: "
             f"{METRICS_FILE}, {files}, {ENGINE_FILES}. Next: {next_step}."
