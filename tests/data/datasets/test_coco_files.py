@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from helpers.fixtures import (
     compressed_rle,
     rectangle_polygon,
@@ -260,6 +261,9 @@ def test_paths_per_split_and_missing_ones(export: Path) -> None:
         DatasetNotFoundError, match=r"annotation file '.*test/_annotations.coco.json'"
     ):
         COCODetection(export, "test", **LAYOUT)
+    unquoted = yaml.safe_load("images: {split}")["images"]
+    with pytest.raises(ValueError, match=r"images=\{'split': None\} is neither a path .* quote"):
+        COCODetection(export, "valid", annotations=LAYOUT["annotations"], images=unquoted)
     with pytest.raises(DatasetNotFoundError, match=r"image folder '.*pictures' does not exist"):
         COCODetection(export, "valid", annotations=LAYOUT["annotations"], images="pictures")
 

@@ -7,7 +7,9 @@ labelme2coco).
 
 Where the files are: ``annotations`` (the JSON file) and ``images`` (the folder its
 ``file_name`` entries are relative to), both relative to ``root``, ``{split}`` replaced by the
-split's name, or a mapping from split names to paths; COCO 2017's layout by default.
+split's name (in YAML, quote a path that starts with it: ``'{split}/x.json'``), or a mapping from
+split names to paths; COCO 2017's layout by default. A path without ``{split}`` is the same file
+for every split.
 
 Which categories become classes (``categories``):
 
@@ -389,6 +391,12 @@ def split_path(root: Path, option: SplitPath, split: str, name: str) -> Path:
     """``root / option`` for ``split``: ``{split}`` in the path is replaced by the split's name;
     a mapping gives each split its own path (a split it does not name is not there)."""
     if isinstance(option, Mapping):
+        if not all(isinstance(path, str | Path) for path in option.values()):
+            # YAML reads an unquoted {split}/x.json as a mapping {"split": None}
+            raise ValueError(
+                f"{name}={dict(option)!r} is neither a path nor one path per split; in YAML, "
+                f"quote a path that starts with {{split}}: {name}: '{{split}}/...'"
+            )
         if split not in option:
             raise layout_error(
                 f"{name} names no file for split {split!r} (it names {', '.join(option)})",
