@@ -102,8 +102,9 @@ def test_unquoted_off_means_off_not_false(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_shipped_configs_load(path: Path) -> None:
+    # Their run folders are distinct from each other and from the demos' (test_train_cli).
     config = load_config(path)
-    assert config.stages and config.output.name == path.stem
+    assert config.stages and config.output.name
     assert config.data.root is not None or config.data.name == "shapes"
 
 

@@ -25,8 +25,8 @@ def tiny(root: Path) -> list[str]:
         "data.transforms.crop_size=32",
         "train.batch_size=4",
         "eval.batch_size=4",
-        "stages.0.epochs=1",
-        "stages.1.epochs=1",
+        "eval.every_epochs=1",
+        "stages.0.epochs=2",
     ]
 
 
