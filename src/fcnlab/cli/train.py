@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.text import Text
 
 from fcnlab.config import load_config
 from fcnlab.engine.trainer import TrainingInterrupted, train
+from fcnlab.runtime.console import print_literal
 from fcnlab.runtime.distributed import cleanup_distributed
 
 EXIT_INTERRUPTED = 130
@@ -56,14 +58,11 @@ def run(args: argparse.Namespace) -> int:
         resume = args.resume_from or args.resume
         result = train(config, resume=resume, overwrite=args.overwrite, console=console)
     except TrainingInterrupted as stop:
-        Console(stderr=True).print(f"[yellow]{stop}[/yellow]", highlight=False)
+        print_literal(Console(stderr=True), Text(str(stop), style="yellow"))
         return EXIT_INTERRUPTED
     finally:
         cleanup_distributed()
     best = f"{100 * result.best_score:.2f}" if result.best_score >= 0 else "n/a"
-    console.print(
-        f"[green]done:[/green] {result.step} steps, best {result.metric} {best}; "
-        f"run folder {result.run_dir}",
-        highlight=False,
-    )
+    done = f" {result.step} steps, best {result.metric} {best}; run folder {result.run_dir}"
+    print_literal(console, Text.assemble(("done:", "green"), done))
     return 0

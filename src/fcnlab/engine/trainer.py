@@ -68,6 +68,7 @@ from fcnlab.runtime.checkpoint import (
     save_safetensors,
     set_rng_state,
 )
+from fcnlab.runtime.console import print_literal, progress_wanted
 from fcnlab.runtime.distributed import (
     DistInfo,
     all_gather_objects,
@@ -173,10 +174,6 @@ def _seed_everything(seed: int, deterministic: bool, device: torch.device) -> No
         torch.backends.cudnn.benchmark = True
 
 
-def _progress_wanted(console: Console) -> bool:
-    return console.is_terminal and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
-
-
 class Trainer:
     """Trains ``model`` by the stages of ``config``.
 
@@ -214,7 +211,7 @@ class Trainer:
         self.console = console or Console()
         if not self.dist.is_main:
             self.console = Console(quiet=True)
-        self.show_progress = _progress_wanted(self.console) if progress is None else progress
+        self.show_progress = progress_wanted(self.console) if progress is None else progress
         self.show_progress &= self.dist.is_main
         self.stop_after_steps = stop_after_steps
 
@@ -291,7 +288,7 @@ class Trainer:
         return lock
 
     def _note(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False)
+        print_literal(self.console, text)
 
     def close(self) -> None:
         """Release the run folder and close the log (:meth:`fit` does this when it ends)."""
