@@ -49,8 +49,8 @@ def test_resume_with_another_batch_size_is_refused_naming_each_key(tmp_path: Pat
     assert str(error.value) == (
         f"checkpoint '{run / 'checkpoints/last.pt'}' was written under another config, and "
         "resuming would change the run's data position or optimisation (stages.1.lr: 0.05 -> "
-        "0.1; train.batch_size: 4 -> 2); resume with the run's own config (fcnlab train -c "
-        f"{run / 'config.yaml'} --resume) or start a new run from these weights with "
+        f"0.1; train.batch_size: 4 -> 2); resume with the run's own config (-c "
+        f"{run / 'config.yaml'}) or start a new run from these weights with "
         f"model.init_from={run / 'checkpoints/last.pt'}"
     )
     assert not (run / "run.lock").exists()

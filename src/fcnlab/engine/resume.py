@@ -99,6 +99,6 @@ def check_same_run(payload: Mapping[str, Any], config: Config, path: Path) -> No
         raise CheckpointError(
             f"checkpoint '{path}' was written under another config, and resuming would change "
             f"the run's data position or optimisation ({'; '.join(changes)}); resume with the "
-            f"run's own config (fcnlab train -c {run_config} --resume) or start a new run from "
-            f"these weights with model.init_from={path}"
+            f"run's own config (-c {run_config}) or start a new run from these weights with "
+            f"model.init_from={path}"
         )

@@ -535,9 +535,10 @@ class Trainer:
             self._pending = payload
         rng = payload["rng"]
         set_rng_state(rng[self.dist.rank] if len(rng) == self.dist.world_size else rng[0])
-        self.console.print(
+        print_literal(
+            self.console,
             f"resumed from {path} at step {self.state.step} (stage {self.state.stage + 1}, "
-            f"data epoch {self.state.data_epoch}, position {self.state.position})"
+            f"data epoch {self.state.data_epoch}, position {self.state.position})",
         )
 
     def _written_before(self, record: dict[str, Any]) -> bool:
