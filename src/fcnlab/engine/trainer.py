@@ -236,7 +236,7 @@ class Trainer:
 
         pin = self.device.type == "cuda"
         self.samples = SeededSamples(self.train_set, train.seed)
-        collate = self.task.collate()
+        collate = self.task.collate(config.data.ignore_index)
         self.loader, self.sampler = train_loader(
             self.samples, self.dist, train.batch_size, train.seed, data.num_workers, pin, collate
         )
