@@ -14,6 +14,14 @@ from fcnlab.data.targets import Target
 from fcnlab.data.transforms import IGNORE_INDEX, pad_crop
 
 
+def padded_stack(tensors: Sequence[torch.Tensor], fill: float = 0) -> torch.Tensor:
+    """``tensors`` (..., H, W) padded with ``fill`` at the bottom and right to the largest H and
+    W among them, then stacked: (N, ..., Hmax, Wmax)."""
+    height = max(tensor.shape[-2] for tensor in tensors)
+    width = max(tensor.shape[-1] for tensor in tensors)
+    return torch.stack([pad_crop(tensor, 0, 0, height, width, fill) for tensor in tensors])
+
+
 def collate_targets(
     batch: Sequence[tuple[torch.Tensor, Mapping[str, Any]]],
     ignore_index: int = IGNORE_INDEX,
@@ -34,9 +42,8 @@ def collate_targets(
     if len(channels) != 1 or any(image.dim() != 3 for image in images):
         shapes = ", ".join(str(tuple(image.shape)) for image in images)
         raise ValueError(f"collate_targets needs (C, H, W) images with one C; got {shapes}")
-    height = max(image.shape[1] for image in images)
-    width = max(image.shape[2] for image in images)
-    stacked = torch.stack([pad_crop(image, 0, 0, height, width) for image in images])
+    stacked = padded_stack(images)
+    height, width = stacked.shape[-2:]
     targets = []
     for image, target in batch:
         size = (int(image.shape[1]), int(image.shape[2]))
@@ -69,10 +76,8 @@ def collate_masks(
             "collate_masks needs (C, H, W) images with one C, each with an (H, W) mask of its "
             f"size; got {shapes}"
         )
-    height = max(image.shape[1] for image, _ in batch)
-    width = max(image.shape[2] for image, _ in batch)
-    images = torch.stack([pad_crop(image, 0, 0, height, width) for image, _ in batch])
-    masks = torch.stack([pad_crop(mask, 0, 0, height, width, ignore_index) for _, mask in batch])
+    images = padded_stack([image for image, _ in batch])
+    masks = padded_stack([mask for _, mask in batch], ignore_index)
     return images, masks
 
 
