@@ -56,7 +56,7 @@ def segmentation_mask(segmentation: Any, size: tuple[int, int]) -> np.ndarray:
         counts = segmentation["counts"]
         if isinstance(counts, str):
             return _counts_mask(decode_rle_string(counts), height, width, "compressed")
-        if isinstance(counts, list) and all(_is_integer(c) for c in counts):
+        if isinstance(counts, list) and all(is_integer(c) for c in counts):
             return _counts_mask(counts, height, width, "uncompressed")
         raise SegmentationError(
             f"its RLE counts are {_shown(counts)}; expected a list of integers (uncompressed) "
@@ -147,7 +147,9 @@ def _counts_mask(counts: list[int], height: int, width: int, kind: str) -> np.nd
     return np.ascontiguousarray(flat.reshape(width, height).T)
 
 
-def _is_integer(value: object) -> bool:
+def is_integer(value: object) -> bool:
+    """Whether a JSON value is an integer (``True``/``False`` are not, though Python's bools are
+    ints)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 

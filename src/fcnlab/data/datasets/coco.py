@@ -53,7 +53,7 @@ import torch
 from pycocotools.coco import COCO
 
 from fcnlab.data.base import DetectionDataset, FileDataset, Sample, SegmentationDataset, Transforms
-from fcnlab.data.coco_masks import SegmentationError, segmentation_mask
+from fcnlab.data.coco_masks import SegmentationError, is_integer, segmentation_mask
 from fcnlab.data.io import DataFormatError, layout_error, require_path
 from fcnlab.data.palettes import (
     COCO_CATEGORIES,
@@ -193,7 +193,7 @@ class COCOImages(FileDataset):
         """``(height, width)`` as sample ``index``'s image record gives it."""
         record = self.coco.imgs[self.image_ids[index]]
         height, width = record.get("height"), record.get("width")
-        if not (_is_integer(height) and _is_integer(width) and height > 0 and width > 0):
+        if not (is_integer(height) and is_integer(width) and height > 0 and width > 0):
             raise DataFormatError(
                 self.samples[index][1],
                 f"{self.describe(index)} has no integer height and width "
@@ -428,7 +428,7 @@ def file_categories(coco: COCO, path: Path) -> dict[int, str]:
     declared: dict[int, str] = {}
     for record in coco.dataset.get("categories", []):
         category, name = record.get("id"), record.get("name")
-        if not _is_integer(category) or not isinstance(name, str):
+        if not is_integer(category) or not isinstance(name, str):
             raise DataFormatError(path, f"category {record!r} has no integer id and string name")
         if category in declared:
             raise DataFormatError(
@@ -524,10 +524,6 @@ def _check_coco_names(declared: Mapping[int, str], categories: str, path: Path) 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")
-
-
-def _is_integer(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_box(value: object) -> bool:
