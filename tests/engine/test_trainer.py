@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.tinyseg import TinySegmenter, tiny_config, without_timing
+from helpers.tinyseg import Squares, TinySegmenter, tiny_config, without_timing
 from helpers.tinyseg import train_squares as run
+from rich.console import Console
 from torch import nn
 
 from fcnlab.config import StageConfig
@@ -16,6 +17,7 @@ from fcnlab.engine import (
     TrainingInterrupted,
     load_checkpoint,
     read_metrics,
+    train,
 )
 from fcnlab.runtime.checkpoint import load_weights
 
@@ -135,3 +137,13 @@ def test_gradient_accumulation_equals_one_larger_batch(tmp_path: Path) -> None:
     assert not torch.equal(one["encoder.0.weight"], TinySegmenter(norm="group").encoder[0].weight)
     for key in one:
         assert torch.allclose(one[key], two[key], atol=1e-6), key
+
+
+def test_stage_names_are_printed_literally(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, "brackets")
+    config.stages = [StageConfig(name="decoder[v2]", iterations=2, lr=0.1)]
+    console = Console(record=True, width=200)
+    torch.manual_seed(0)
+    train(config, model=TinySegmenter(), train_set=Squares(16), val_set=Squares(8), console=console,
+          progress=False)  # fmt: skip
+    assert "'decoder[v2]'" in console.export_text()

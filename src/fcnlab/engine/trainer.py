@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -356,7 +357,7 @@ class Trainer:
             record = {"kind": "stage", "stage": index, "name": stage.name}
             self.log.write({**record, "epoch": self.state.data_epoch, "step": self.state.step + 1})
         self.console.print(
-            f"[bold]{describe_stage(index, len(self.config.stages), stage, total)}[/bold]"
+            f"[bold]{escape(describe_stage(index, len(self.config.stages), stage, total))}[/bold]"
         )
 
     def _train_steps(self, index: int, total: int, progress: Progress, task: Any) -> None:
