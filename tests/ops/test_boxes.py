@@ -8,6 +8,7 @@ from fcnlab.ops import (
     box_area,
     box_convert,
     box_iou,
+    clip_boxes,
     cxcywh_to_xyxy,
     generalized_box_iou,
     nms,
@@ -186,3 +187,10 @@ def test_nms_of_nothing_and_shape_errors() -> None:
     assert empty.dtype == torch.int64 and empty.numel() == 0
     with pytest.raises(ValueError, match=r"\(3,\)"):
         batched_nms(torch.zeros(3, 4), torch.zeros(2), torch.zeros(3, dtype=torch.int64), 0.5)
+
+
+def test_clip_boxes_to_height_and_width() -> None:
+    boxes = torch.tensor([[[-5.0, -5.0, 50.0, 50.0], [10.0, 12.0, 20.0, 22.0]]])
+    clipped = clip_boxes(boxes, (30, 40))  # H 30, W 40: x up to 40, y up to 30
+    expected = torch.tensor([[[0.0, 0.0, 40.0, 30.0], [10.0, 12.0, 20.0, 22.0]]])
+    torch.testing.assert_close(clipped, expected)

@@ -11,7 +11,7 @@ enclosing box is empty too (two identical points have GIoU 0).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -63,6 +63,13 @@ def xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
 def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
     """(cx, cy, w, h) -> (x1, y1, x2, y2)."""
     return box_convert(boxes, "cxcywh", "xyxy")
+
+
+def clip_boxes(boxes: torch.Tensor, image_size: Sequence[int]) -> torch.Tensor:
+    """xyxy ``boxes`` (..., 4) clipped to an image of ``image_size`` (H, W) pixels."""
+    height, width = image_size
+    limit = torch.tensor([width, height, width, height]).to(boxes)
+    return boxes.clamp(min=0).minimum(limit)
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:

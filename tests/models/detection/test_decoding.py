@@ -1,10 +1,10 @@
-"""Box decoding shared by the detectors: distances to the sides, clipping to the image."""
+"""Box decoding shared by the detectors: boxes from distances to the sides."""
 
 from __future__ import annotations
 
 import torch
 
-from fcnlab.models.detection.decoding import clip_boxes, ltrb_to_boxes
+from fcnlab.models.detection.decoding import ltrb_to_boxes
 
 
 def test_ltrb_to_boxes_hand_worked() -> None:
@@ -12,10 +12,3 @@ def test_ltrb_to_boxes_hand_worked() -> None:
     ltrb = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 5.0, 5.0, 5.0]])
     expected = torch.tensor([[9.0, 18.0, 13.0, 24.0], [-5.0, -5.0, 5.0, 5.0]])
     torch.testing.assert_close(ltrb_to_boxes(points, ltrb), expected)
-
-
-def test_clip_boxes_to_height_and_width() -> None:
-    boxes = torch.tensor([[[-5.0, -5.0, 50.0, 50.0], [10.0, 12.0, 20.0, 22.0]]])
-    clipped = clip_boxes(boxes, (30, 40))  # H 30, W 40: x up to 40, y up to 30
-    expected = torch.tensor([[[0.0, 0.0, 40.0, 30.0], [10.0, 12.0, 20.0, 22.0]]])
-    torch.testing.assert_close(clipped, expected)

@@ -9,7 +9,7 @@ them into losses and into per-image boxes, scores and labels.
 from __future__ import annotations
 
 from fcnlab.models.detection.centernet import CenterNet
-from fcnlab.models.detection.decoding import clip_boxes, ltrb_to_boxes
+from fcnlab.models.detection.decoding import ltrb_to_boxes
 from fcnlab.models.detection.fcos import FCOS
 from fcnlab.models.detection.losses import (
     giou_loss,
@@ -38,7 +38,6 @@ __all__ = [
     "centernet_targets",
     "check_batch",
     "check_target",
-    "clip_boxes",
     "draw_gaussians",
     "fcos_locations",
     "fcos_targets",

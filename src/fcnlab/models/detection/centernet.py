@@ -20,12 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from fcnlab.models.blocks import conv_bn_relu, fit_size, init_prior_bias, tower
-from fcnlab.models.detection.decoding import clip_boxes, ltrb_to_boxes
+from fcnlab.models.detection.decoding import ltrb_to_boxes
 from fcnlab.models.detection.losses import penalty_reduced_focal_loss
 from fcnlab.models.detection.targets import centernet_targets, check_batch
 from fcnlab.models.registry import MODELS, make_encoder
 from fcnlab.models.weights import WeightsSource
 from fcnlab.nn import LearnedUpsample, ResizeConv
+from fcnlab.ops.boxes import clip_boxes
 
 UPSAMPLE_MODES = ("learned", "resize_conv")
 OUTPUT_STRIDE = 4

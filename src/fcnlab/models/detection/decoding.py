@@ -1,13 +1,11 @@
 """What the detectors' ``decode`` steps share: boxes from a point and its distances to the four
-sides, and boxes clipped to the image.
+sides (clipping to the image is :func:`fcnlab.ops.boxes.clip_boxes`).
 
 A detector's ``decode`` returns one dict per image, ``{"boxes": (K, 4) float xyxy input pixels,
 "scores": (K,), "labels": (K,) int64}``, best first.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 
@@ -19,10 +17,3 @@ def ltrb_to_boxes(points: torch.Tensor, ltrb: torch.Tensor) -> torch.Tensor:
     top = bottom = h / 2 around the centre.
     """
     return torch.cat((points - ltrb[..., :2], points + ltrb[..., 2:]), dim=-1)
-
-
-def clip_boxes(boxes: torch.Tensor, image_size: Sequence[int]) -> torch.Tensor:
-    """xyxy ``boxes`` (..., 4) clipped to an image of ``image_size`` (H, W) pixels."""
-    height, width = image_size
-    limit = torch.tensor([width, height, width, height]).to(boxes)
-    return boxes.clamp(min=0).minimum(limit)

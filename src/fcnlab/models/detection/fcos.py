@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fcnlab.models.blocks import init_prior_bias, tower
-from fcnlab.models.detection.decoding import clip_boxes, ltrb_to_boxes
+from fcnlab.models.detection.decoding import ltrb_to_boxes
 from fcnlab.models.detection.losses import giou_loss, sigmoid_focal_loss
 from fcnlab.models.detection.targets import (
     IGNORE,
@@ -33,7 +33,7 @@ from fcnlab.models.detection.targets import (
 from fcnlab.models.necks import FPN
 from fcnlab.models.registry import MODELS, make_encoder
 from fcnlab.models.weights import WeightsSource
-from fcnlab.ops.boxes import batched_nms
+from fcnlab.ops.boxes import batched_nms, clip_boxes
 
 # max(l, t, r, b) ranges of P3..P7 (the paper's m_2..m_7 = 0, 64, 128, 256, 512, inf).
 SIZE_RANGES = ((0.0, 64.0), (64.0, 128.0), (128.0, 256.0), (256.0, 512.0), (512.0, math.inf))

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fcnlab.ops.boxes import clip_boxes
 from fcnlab.runtime.distributed import all_gather_objects, current_dist_info
 from fcnlab.runtime.precision import autocast, model_input
 from fcnlab.runtime.records import json_safe, nan_for_none
@@ -123,7 +124,6 @@ def to_original_frame(
     height, width = (int(v) for v in target["image_size"])
     orig_h, orig_w = (int(v) for v in target.get("orig_size", (height, width)))
     scale = torch.tensor([orig_w / width, orig_h / height] * 2, dtype=torch.float64)
-    limit = torch.tensor([width, height] * 2, dtype=torch.float64)
     boxes = torch.as_tensor(target["boxes"], dtype=torch.float64).reshape(-1, 4)
     record: dict[str, Any] = {
         key: torch.as_tensor(target[key]).cpu()
@@ -134,7 +134,7 @@ def to_original_frame(
     if "image_id" in target:
         record["image_id"] = int(target["image_id"])
     found = torch.as_tensor(detections["boxes"], dtype=torch.float64).reshape(-1, 4)
-    found = found.clamp(min=0).minimum(limit) * scale
+    found = clip_boxes(found, (height, width)) * scale
     return record, {
         "boxes": found,
         "scores": torch.as_tensor(detections["scores"]),
