@@ -21,6 +21,7 @@ from fcnlab.ops.kernels import (
     interpolation_taps,
     kernel_origin,
 )
+from fcnlab.ops.masks import dice_loss, mask_iou, masks_to_boxes, paste_masks
 from fcnlab.ops.matrix import (
     conv2d_matrix,
     conv_transpose_output_padding,
@@ -39,12 +40,16 @@ __all__ = [
     "conv2d_matrix",
     "conv_transpose_output_padding",
     "cxcywh_to_xyxy",
+    "dice_loss",
     "generalized_box_iou",
     "interpolation_kernel",
     "interpolation_taps",
     "is_checkerboard_free",
     "kernel_origin",
+    "mask_iou",
+    "masks_to_boxes",
     "nms",
+    "paste_masks",
     "transpose_conv_overlap",
     "transposed_upsample",
     "upsample",
