@@ -20,8 +20,10 @@ from fcnlab.viz.colours import ArrayLike, as_palette, to_numpy, to_rgb
 
 # Classes named in a precision-recall legend; past this (COCO's 80) only the mean is.
 LEGEND_CLASSES = 20
-# plot_detections enlarges smaller images (by an integer factor) to this many pixels a side.
+# The pictures' grids enlarge smaller images (by an integer factor, legible_scale) to this many
+# pixels a side, so that captions stay readable.
 LEGIBLE_SIDE = 256
+Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
 
 
 def default_palette(num_classes: int) -> np.ndarray:
@@ -31,10 +33,40 @@ def default_palette(num_classes: int) -> np.ndarray:
     return voc_palette(num_classes + 1)[1:]
 
 
-def _text_colour(colour: np.ndarray) -> tuple[int, int, int]:
-    # Black on light label backgrounds, white on dark ones (ITU-R BT.601 luma).
-    luma = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
-    return (0, 0, 0) if luma > 140 else (255, 255, 255)
+def text_colour(colour: ArrayLike) -> tuple[int, int, int]:
+    """Black for text on a light ``colour`` (RGB), white on a dark one (ITU-R BT.601 luma)."""
+    red, green, blue = (float(c) for c in to_numpy(colour)[:3])
+    return (0, 0, 0) if 0.299 * red + 0.587 * green + 0.114 * blue > 140 else (255, 255, 255)
+
+
+def caption_text(label: int, score: float | None, class_names: Sequence[str] | None) -> str:
+    """An object's caption: its class name (its label number without names) and its score to
+    two decimals, when it has one (ground truth has none)."""
+    text = class_names[label] if class_names is not None else str(label)
+    return text if score is None else f"{text} {score:.2f}"
+
+
+def caption_size(draw: ImageDraw.ImageDraw, text: str, font: Font) -> tuple[int, int]:
+    """(width, height) in pixels of the tab :func:`draw_caption` draws for ``text``."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    return right - left + 4, bottom - top + 2
+
+
+def draw_caption(
+    draw: ImageDraw.ImageDraw,
+    text: str,
+    corner: tuple[int, int],
+    colour: ArrayLike,
+    font: Font,
+) -> None:
+    """``text`` on a tab filled with ``colour`` whose top-left pixel is ``corner`` (x, y), in
+    black or white, whichever reads better on it (:func:`text_colour`)."""
+    left, top, _, _ = draw.textbbox((0, 0), text, font=font)
+    width, height = caption_size(draw, text, font)
+    fill = tuple(int(c) for c in to_numpy(colour)[:3])
+    x, y = corner
+    draw.rectangle((x, y, x + width - 1, y + height - 1), fill=fill)
+    draw.text((x + 2 - left, y + 1 - top), text, fill=text_colour(fill), font=font)
 
 
 def draw_detections(
@@ -101,21 +133,13 @@ def draw_detections(
         )
         if not show_text:
             continue
-        text = names[label_array[k]] if names is not None else str(label_array[k])
-        if score_array is not None:
-            text += f" {score_array[k]:.2f}"
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        tab_w, tab_h = right - left + 4, bottom - top + 2
+        text = caption_text(
+            int(label_array[k]), None if score_array is None else score_array[k], names
+        )
+        _, tab_h = caption_size(draw, text, font)
         # Above the box when it fits, else just inside its top edge.
         tab_y = round(y1) - tab_h if round(y1) >= tab_h else round(y1)
-        tab_x = round(x1)
-        draw.rectangle((tab_x, tab_y, tab_x + tab_w - 1, tab_y + tab_h - 1), fill=colour)
-        draw.text(
-            (tab_x + 2 - left, tab_y + 1 - top),
-            text,
-            fill=_text_colour(np.asarray(colour)),
-            font=font,
-        )
+        draw_caption(draw, text, (round(x1), tab_y), colour, font)
     return picture
 
 
@@ -140,25 +164,44 @@ def plot_detections(
             f"{len(images)}, {len(targets)} and {len(predictions)}"
         )
     colours = default_palette(len(class_names)) if palette is None else as_palette(palette)
-    fig = Figure(figsize=(8, 4 * len(images)), layout="constrained")
-    side = min(to_rgb(images[0], mean, std).shape[:2])
-    scale = max(1, math.ceil(LEGIBLE_SIDE / side))
-    axes = fig.subplots(len(images), 2, squeeze=False)
-    for row, (image, target, found) in enumerate(zip(images, targets, predictions, strict=True)):
+    scale = legible_scale(to_rgb(images[0], mean, std).shape[:2])
+    rows = []
+    for image, target, found in zip(images, targets, predictions, strict=True):
         rgb = to_rgb(image, mean, std)
-        panels = [
+        rows.append([
             (draw_detections(rgb, target["boxes"], target["labels"], None, class_names, colours,
                              scale=scale),
              f"ground truth ({len(to_numpy(target['labels']))})"),
             (draw_detections(rgb, found["boxes"], found["labels"], found["scores"], class_names,
                              colours, scale=scale),
              f"prediction ({len(to_numpy(found['labels']))})"),
-        ]  # fmt: skip
-        for ax, (picture, title) in zip(axes[row], panels, strict=True):
+        ])  # fmt: skip
+    return plot_panels(rows)
+
+
+def legible_scale(size: Sequence[int]) -> int:
+    """The integer factor that enlarges an image of ``size`` (H, W) to at least
+    ``LEGIBLE_SIDE`` pixels on its shorter side (1 for images that large already)."""
+    return max(1, math.ceil(LEGIBLE_SIDE / max(1, min(int(v) for v in size))))
+
+
+def plot_panels(
+    rows: Sequence[Sequence[tuple[Image.Image | ArrayLike, str]]], inches: float = 4.0
+) -> Figure:
+    """A grid of titled pictures, one figure row per entry of ``rows``: each a sequence of
+    ``(picture, title)`` (a PIL image or uint8 (H, W, 3)), ``inches`` a side per panel."""
+    columns = max((len(row) for row in rows), default=0)
+    if columns == 0:
+        raise ValueError("plot_panels needs at least one row of pictures")
+    fig = Figure(figsize=(inches * columns, inches * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), columns, squeeze=False)
+    for row_axes, panels in zip(axes, rows, strict=True):
+        for ax, (picture, title) in zip(row_axes, panels, strict=False):
             ax.imshow(np.asarray(picture), interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+        for ax in row_axes:
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(title, fontsize=9)
     return fig
 
 

@@ -1,0 +1,59 @@
+"""The picture of a run's instance masks: image | ground truth | prediction for the first
+validation images, each instance in its own colour (:func:`fcnlab.viz.instances.plot_instances`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from fcnlab.config import TransformConfig
+from fcnlab.ops.masks import paste_masks
+from fcnlab.tasks.base import class_names
+from fcnlab.tasks.instance.predict import segment_instances
+from fcnlab.viz.instances import plot_instances
+from fcnlab.viz.plots import save_figure
+
+
+def write_instance_pictures(
+    model: nn.Module,
+    dataset: Dataset,
+    count: int,
+    transforms: TransformConfig,
+    path: Path,
+    amp: str = "off",
+    score_threshold: float = 0.3,
+) -> Path | None:
+    """``instances.png``: image | ground truth | prediction (instances scoring at least
+    ``score_threshold``) for the first ``count`` images of ``dataset``, as the model sees them
+    (``transforms``' mean and std undo the normalisation for drawing); None for no images."""
+    count = min(count, len(dataset))  # type: ignore[arg-type]
+    if count == 0:
+        return None
+    samples = [dataset[i] for i in range(count)]
+    was_training = model.training
+    model.eval()
+    try:
+        found = [
+            segment_instances(model, image[None], amp, score_threshold=score_threshold)[0]
+            for image, _ in samples
+        ]
+    finally:
+        model.train(was_training)
+    stride = int(model.mask_stride)
+    predictions = [
+        {**d, "masks": paste_masks(d["masks"], stride, image.shape[-2:])}
+        for d, (image, _) in zip(found, samples, strict=True)
+    ]
+    num_classes = int(getattr(model, "num_classes", len(getattr(dataset, "classes", ()))))
+    mean, std = (transforms.mean, transforms.std) if transforms.normalize else (None, None)
+    figure = plot_instances(
+        [image for image, _ in samples],
+        [target for _, target in samples],
+        predictions,
+        class_names(dataset, num_classes),
+        mean,
+        std,
+    )
+    return save_figure(figure, path)
