@@ -72,6 +72,8 @@ def test_decode_threshold_per_level_top_k_and_classwise_nms() -> None:
     torch.testing.assert_close(
         found["boxes"], torch.tensor([[18.0, 18.0, 38.0, 38.0], [19.0, 18.0, 39.0, 38.0]])
     )
+    # Each detection names its location: the class-1 box at a, the class-2 box at b.
+    assert found["locations"].dtype == torch.int64 and found["locations"].tolist() == [a, b]
     (one,) = model.decode(outputs, (64, 64), score_threshold=0.5, top_k=1)
     assert one["labels"].tolist() == [1]
     # One candidate per level: the lower-scoring class-2 duplicate is gone before NMS.

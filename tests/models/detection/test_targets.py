@@ -184,9 +184,34 @@ def test_crowd_boxes_make_no_positives_and_are_ignored() -> None:
     assert (labels == 1).sum() == 9
 
 
+def test_index_names_the_assigned_box_and_minus_one_elsewhere() -> None:
+    # The boxes of the ambiguous-location example, plus a crowd box over the top-left corner.
+    crowd, large, small = [0, 0, 16, 16], [20, 20, 100, 100], [40, 40, 80, 80]
+    points, level, made = assign(
+        [crowd, large, small], [0, 2, 1], crowd=[1, 0, 0], center_radius=None
+    )
+    index = made["index"]
+    assert index.dtype == torch.int64 and index.shape == (len(points),)
+
+    def index_at(k: int, x: float, y: float) -> int:
+        return int(index[(level == k) & (points == torch.tensor([x, y])).all(1)])
+
+    assert index_at(0, 60, 60) == 2  # inside both, the smaller box (row 2)
+    assert index_at(0, 36, 60) == 1  # the large box only (row 1)
+    assert index_at(0, 28, 60) == -1  # background
+    assert index_at(1, 24, 56) == 1  # the large box on P4
+    assert index_at(0, 4, 4) == -1  # inside the crowd box: ignored, never assigned
+    # Every location: a box of the same class exactly where there is a positive.
+    positive = made["labels"] >= 0
+    assert ((index >= 0) == positive).all()
+    labels = torch.tensor([0, 2, 1])
+    assert (labels[index[positive]] == made["labels"][positive]).all()
+
+
 def test_no_boxes_means_all_background() -> None:
     points, _, made = assign([], [])
     assert (made["labels"] == BACKGROUND).all() and made["ltrb"].shape == (len(points), 4)
+    assert made["index"].dtype == torch.int64 and (made["index"] == -1).all()
 
 
 def test_centerness_hand_worked() -> None:

@@ -179,7 +179,8 @@ class FCOS(nn.Module):
         pre_nms_top_k: int = 1000,
         nms_threshold: float = 0.6,
     ) -> list[dict[str, torch.Tensor]]:
-        """Detections per image: {"boxes" (K, 4) xyxy input pixels, "scores" (K,), "labels"}.
+        """Detections per image: {"boxes" (K, 4) xyxy input pixels, "scores" (K,), "labels",
+        "locations" (K,) int64 (the row of each detection's location in L)}.
 
         Score = sqrt(class probability x centre-ness) (FCOS's released code; the paper's product
         ranks the same). Per level, the ``pre_nms_top_k`` best (location, class) pairs scoring
@@ -192,7 +193,7 @@ class FCOS(nn.Module):
         level = outputs["level"]
         results = []
         for image_scores, image_ltrb in zip(scores, outputs["ltrb"], strict=True):
-            boxes, kept_scores, labels = [], [], []
+            boxes, kept_scores, labels, locations = [], [], [], []
             for k in range(len(self.strides)):
                 at_level = (level == k).nonzero()[:, 0]
                 flat = image_scores[at_level].flatten()
@@ -203,10 +204,19 @@ class FCOS(nn.Module):
                 boxes.append(ltrb_to_boxes(outputs["points"][where], image_ltrb[where]))
                 kept_scores.append(flat[chosen])
                 labels.append(chosen % self.num_classes)
+                locations.append(where)
             box = clip_boxes(torch.cat(boxes), image_size)
             score, label = torch.cat(kept_scores), torch.cat(labels)
             keep = batched_nms(box, score, label, nms_threshold)[:top_k]
-            results.append({"boxes": box[keep], "scores": score[keep], "labels": label[keep]})
+            location = torch.cat(locations)
+            results.append(
+                {
+                    "boxes": box[keep],
+                    "scores": score[keep],
+                    "labels": label[keep],
+                    "locations": location[keep],
+                }
+            )
         return results
 
 

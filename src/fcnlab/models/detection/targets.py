@@ -172,7 +172,9 @@ def fcos_targets(
     sampling), and (2) its largest distance to the box's sides, ``max(l, t, r, b)``, is within its
     level's range ``size_ranges[level]`` (bounds included). Several such boxes: the one of least
     area. Returns ``labels`` (L,) (class, ``BACKGROUND`` -1, or ``IGNORE`` -2 for a location
-    inside a crowd box and no other box) and ``ltrb`` (L, 4), the distances to the assigned box.
+    inside a crowd box and no other box), ``ltrb`` (L, 4), the distances to the assigned box, and
+    ``index`` (L,) int64, the assigned box's row in the target (-1 where none), which picks an
+    instance segmentation target's mask.
     """
     boxes, labels, crowd = check_target(target, num_classes, index)
     boxes, labels, crowd = (
@@ -184,6 +186,7 @@ def fcos_targets(
         return {
             "labels": torch.full((len(points),), BACKGROUND, device=points.device),
             "ltrb": torch.zeros(len(points), 4, device=points.device),
+            "index": torch.full((len(points),), -1, dtype=torch.long, device=points.device),
         }
     x, y = points[:, :1], points[:, 1:]
     ltrb = torch.stack(
@@ -213,4 +216,8 @@ def fcos_targets(
     positive = best_area.isfinite()
     in_crowd = (inside & crowd).any(dim=1)
     assigned = torch.where(positive, labels[best], torch.where(in_crowd, IGNORE, BACKGROUND))
-    return {"labels": assigned, "ltrb": ltrb[torch.arange(len(points), device=points.device), best]}
+    return {
+        "labels": assigned,
+        "ltrb": ltrb[torch.arange(len(points), device=points.device), best],
+        "index": torch.where(positive, best, -1),
+    }
