@@ -8,7 +8,12 @@ What is written depends on the model's task (see each task's ``write_predictions
   ``--alpha``); ``--backend onnxruntime`` runs an exported ``.onnx`` file instead of PyTorch;
 * a detector draws its boxes, class names and scores on each image (``NAME_boxes.png``) and
   writes all detections scoring at least ``--score-threshold`` to ``detections.json`` in COCO's
-  format.
+  format;
+* an instance segmentation model draws each instance scoring at least ``--score-threshold`` in
+  its own colour, outlined and captioned with its class name and score (``NAME_instances.png``),
+  writes an instance-id map (``NAME_instance_ids.png``, 16-bit grey: 0 background, ``k`` the
+  image's ``k``-th instance in ``instances.json``) and all instances to ``instances.json``,
+  COCO results with RLE masks at each image's stored size.
 
 An image that cannot be read (truncated, not an image) does not stop the others: every other
 image is written, the unreadable ones are listed at the end with the reason, and the exit status
@@ -38,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
         help="label images of any size: index masks, colour masks and overlays (PNG); "
-        "detectors: boxes drawn on the images and COCO-format detections.json",
+        "detectors: boxes drawn on the images and COCO-format detections.json; instance "
+        "models: instances drawn, instance-id PNGs and COCO-format instances.json (RLE masks)",
     )
     parser.add_argument(
         "--checkpoint",
@@ -56,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--score-threshold",
         type=float,
         default=0.3,
-        help="detectors: keep boxes scoring at least this (default 0.3; COCO evaluation uses 0.05)",
+        help="detectors and instance models: keep objects scoring at least this (default 0.3; "
+        "COCO evaluation uses 0.05)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     add_inference_arguments(parser)
