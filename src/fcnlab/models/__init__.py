@@ -1,13 +1,13 @@
 """Fully convolutional models and their encoders: registries, builders, weight loading.
 
-One package per task (``segmentation``, ``detection``), one file per architecture; shared
-layers in ``blocks``, the feature pyramid in ``necks``. Importing this package registers every
-encoder family and architecture.
+One package per task (``segmentation``, ``detection``, ``instance``), one file per
+architecture; shared layers in ``blocks``, the feature pyramid in ``necks``. Importing this
+package registers every encoder family and architecture.
 """
 
 from __future__ import annotations
 
-from fcnlab.models import detection, encoders, segmentation
+from fcnlab.models import detection, encoders, instance, segmentation
 from fcnlab.models.classifier import build_classifier, classifier_as_fcn, list_classifiers
 from fcnlab.models.encoders import load_darknet_weights
 from fcnlab.models.freeze import (
@@ -37,6 +37,7 @@ __all__ = [
     "detection",
     "encoders",
     "freeze_encoder",
+    "instance",
     "is_encoder_frozen",
     "list_classifiers",
     "list_encoders",

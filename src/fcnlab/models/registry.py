@@ -63,8 +63,9 @@ def make_encoder(
 
 
 def model_task(name: str) -> str:
-    """``"segmentation"`` or ``"detection"``: the ``task`` attribute of the class that model
-    ``name``'s builder is annotated to return, known without building the model."""
+    """The task of model ``name`` (``"segmentation"``, ``"detection"``, ``"instance"``): the
+    ``task`` attribute of the class its builder is annotated to return (``-> CondInst``), known
+    without building the model; ``"segmentation"`` when that class has none."""
     builder = MODELS.get(name)
     returned = inspect.get_annotations(builder).get("return")
     if isinstance(returned, str):  # postponed annotations: the class's name in its module
