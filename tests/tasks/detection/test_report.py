@@ -38,6 +38,8 @@ def test_run_pictures_of_a_real_detector_on_shapes(tmp_path: Path) -> None:
     result = evaluate_detection(model, loader, 6, score_threshold=0.0)
     assert result.num_images == 3 and 0.0 <= result.stats["AP50"] <= 1.0
     names = list(dataset.classes)
-    assert write_pr_curves(result, names, tmp_path / "pr_curve.png").is_file()
+    assert write_pr_curves(result.coco, names, tmp_path / "pr_curve.png").is_file()
     with pytest.raises(ValueError, match="no COCOeval precision array"):
-        write_pr_curves(DetectionEvalResult.from_record(result.record()), names, tmp_path / "x.png")
+        write_pr_curves(
+            DetectionEvalResult.from_record(result.record()).coco, names, tmp_path / "x.png"
+        )

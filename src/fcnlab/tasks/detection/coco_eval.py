@@ -4,14 +4,16 @@ Ground truth comes as one record per image, the detectors' target dicts with opt
 
     {"boxes": (M, 4) xyxy pixel edges, "labels": (M,) in [0, C), "iscrowd": (M,) optional,
      "difficult": (M,) optional (VOC), "area": (M,) optional, "image_id": int optional,
-     "height": int optional, "width": int optional}
+     "height": int optional, "width": int optional,
+     "segmentation": M COCO RLEs {"size": [height, width], "counts"} optional (instance masks)}
 
 and detections as the detectors' ``decode`` output, one dict per image in the same order:
-``{"boxes": (K, 4) xyxy, "scores": (K,), "labels": (K,)}``. ``to_coco`` converts any data set's
-records (COCO's own, VOC, Shapes) to COCO's annotation format on the fly, so one evaluator
-serves them all: ``coco_evaluate`` keeps what ``COCOeval`` measured (its precision array, for AP
-per class and precision-recall curves, and pycocotools' printed summary), ``coco_map`` its 12
-numbers.
+``{"boxes": (K, 4) xyxy, "scores": (K,), "labels": (K,)}`` (and ``"segmentation"``, K RLEs, to
+score masks). ``to_coco`` converts any data set's records (COCO's own, VOC, Shapes) to COCO's
+annotation format on the fly, so one evaluator serves them all: ``coco_evaluate`` keeps what
+``COCOeval`` measured (its precision array, for AP per class and precision-recall curves, and
+pycocotools' printed summary) for boxes (``iou_type="bbox"``) or masks (``"segm"``), ``coco_map``
+its 12 numbers.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ COCO_METRICS = (
     "ARm",
     "ARl",
 )
+# What COCOeval can score: boxes and masks (its third, keypoints, is no fcnlab task).
+IOU_TYPES = ("bbox", "segm")
 # COCOeval's default bounding-box parameters: the IoU thresholds and recall points it averages.
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -65,7 +69,8 @@ def to_coco(
     ``categories`` is the class count or the class names; label ``k`` becomes category id
     ``k + 1``. Images without "image_id" are numbered by position. "area" defaults to the box
     area (COCO's own files give the mask area). Difficult (VOC) objects become crowd regions,
-    which COCOeval ignores: a detection on one is neither right nor wrong, as in VOC.
+    which COCOeval ignores: a detection on one is neither right nor wrong, as in VOC. A record's
+    "segmentation" (one per object) is copied into its annotations, for scoring masks.
     """
     names = [str(k) for k in range(categories)] if isinstance(categories, int) else categories
     images, annotations = [], []
@@ -89,25 +94,28 @@ def to_coco(
         )
         area = record.get("area")
         areas = box_area(boxes) if area is None else torch.as_tensor(area).reshape(-1)
-        for box, label, is_crowd, a in zip(
+        segmentations = record.get("segmentation", [None] * len(boxes))
+        for box, label, is_crowd, a, segmentation in zip(
             xyxy_to_xywh(boxes).tolist(),
             labels.tolist(),
             crowd.tolist(),
             areas.tolist(),
+            segmentations,
             strict=True,
         ):
             if not 0 <= label < len(names):
                 raise ValueError(f"image {image_id} has label {label}; expected [0, {len(names)})")
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": label + 1,
-                    "bbox": box,
-                    "area": float(a),
-                    "iscrowd": int(is_crowd),
-                }
-            )
+            annotation = {
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": label + 1,
+                "bbox": box,
+                "area": float(a),
+                "iscrowd": int(is_crowd),
+            }
+            if segmentation is not None:
+                annotation["segmentation"] = segmentation
+            annotations.append(annotation)
     return {
         "images": images,
         "annotations": annotations,
@@ -116,24 +124,47 @@ def to_coco(
 
 
 def detections_to_coco(
-    detections: Sequence[Mapping[str, torch.Tensor]], image_ids: Sequence[int]
+    detections: Sequence[Mapping[str, Any]], image_ids: Sequence[int], iou_type: str = "bbox"
 ) -> list[dict[str, Any]]:
-    """COCO result entries {"image_id", "category_id", "bbox" xywh, "score"}, one per box."""
+    """COCO result entries {"image_id", "category_id", "bbox" xywh, "score"}, one per box; with
+    ``iou_type="segm"`` {"image_id", "category_id", "segmentation", "score"}, one per mask of
+    ``detections[i]["segmentation"]`` (RLEs), and no "bbox": pycocotools' ``loadRes`` would take
+    a result's area from its box, so that a thin mask with a large box would count as large."""
+    if iou_type not in IOU_TYPES:
+        raise ValueError(f"iou_type {iou_type!r} is not one of {IOU_TYPES}")
     if len(detections) != len(image_ids):
         raise ValueError(f"got detections for {len(detections)} images, expected {len(image_ids)}")
     results = []
     for image_id, found in zip(image_ids, detections, strict=True):
-        boxes = xyxy_to_xywh(torch.as_tensor(found["boxes"], dtype=torch.float64).reshape(-1, 4))
-        for box, score, label in zip(
-            boxes.tolist(),
-            torch.as_tensor(found["scores"]).tolist(),
-            torch.as_tensor(found["labels"]).tolist(),
-            strict=True,
-        ):
+        scores = torch.as_tensor(found["scores"]).reshape(-1).tolist()
+        labels = torch.as_tensor(found["labels"]).reshape(-1).tolist()
+        if iou_type == "bbox":
+            boxes = torch.as_tensor(found["boxes"], dtype=torch.float64).reshape(-1, 4)
+            regions = [("bbox", box) for box in xyxy_to_xywh(boxes).tolist()]
+        else:
+            regions = [("segmentation", rle) for rle in found["segmentation"]]
+        for (key, region), score, label in zip(regions, scores, labels, strict=True):
             results.append(
-                {"image_id": image_id, "category_id": int(label) + 1, "bbox": box, "score": score}
+                {"image_id": image_id, "category_id": int(label) + 1, key: region, "score": score}
             )
     return results
+
+
+def check_mask_sizes(
+    images: Sequence[Mapping[str, Any]], entries: Sequence[Mapping[str, Any]], what: str
+) -> None:
+    """Raise unless every RLE of ``entries`` (annotations or results) has the size of its image
+    record: pycocotools gives masks of different sizes IoU -1, which scores 0 without a word."""
+    sizes = {image["id"]: [image.get("height"), image.get("width")] for image in images}
+    for entry in entries:
+        size = [int(v) for v in entry["segmentation"]["size"]]
+        expected = sizes[entry["image_id"]]
+        if size != expected:
+            raise ValueError(
+                f"{what} of image {entry['image_id']} (category {entry['category_id']}) is a "
+                f"{size[0]}x{size[1]} mask, but its image is {expected[0]}x{expected[1]} "
+                "(height x width); masks must be encoded at the image's stored size"
+            )
 
 
 @dataclass
@@ -171,21 +202,39 @@ class CocoEvaluation:
 
 def coco_evaluate(
     records: Sequence[Mapping[str, Any]],
-    detections: Sequence[Mapping[str, torch.Tensor]],
+    detections: Sequence[Mapping[str, Any]],
     categories: int | Sequence[str],
+    iou_type: str = "bbox",
 ) -> CocoEvaluation:
-    """Run pycocotools' ``COCOeval`` (bounding boxes) on ``detections`` against ``records``.
+    """Run pycocotools' ``COCOeval`` on ``detections`` against ``records``: bounding boxes
+    (``iou_type="bbox"``) or masks (``"segm"``: the records' and detections' "segmentation"
+    RLEs, each at its image's "height" x "width", else ValueError).
 
     Crowd (and VOC difficult) ground truth is ignored the way COCOeval ignores crowd regions.
+    The results are indexed by hand, as ``loadRes`` would (area: the box's, or the mask's for
+    "segm"), since ``loadRes`` fails on an empty list: no detections score 0, not an error.
     """
+    from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     gt = to_coco(records, categories)
-    results = detections_to_coco(detections, [image["id"] for image in gt["images"]])
+    results = detections_to_coco(detections, [image["id"] for image in gt["images"]], iou_type)
+    if iou_type == "segm":
+        masked = [a for a in gt["annotations"] if "segmentation" in a]
+        if len(masked) != len(gt["annotations"]):
+            raise ValueError(
+                f"{len(gt['annotations']) - len(masked)} ground-truth objects have no "
+                "'segmentation' to score masks against"
+            )
+        check_mask_sizes(gt["images"], gt["annotations"], "ground-truth mask")
+        check_mask_sizes(gt["images"], results, "predicted mask")
     for k, result in enumerate(results):
-        w, h = result["bbox"][2:]
-        result.update(id=k + 1, area=w * h, iscrowd=0)
+        if iou_type == "bbox":
+            area = result["bbox"][2] * result["bbox"][3]
+        else:
+            area = float(mask_utils.area(result["segmentation"]))
+        result.update(id=k + 1, area=area, iscrowd=0)
     summary = io.StringIO()
     with contextlib.redirect_stdout(io.StringIO()):
         ground_truth, found = COCO(), COCO()
@@ -194,7 +243,7 @@ def coco_evaluate(
         found.dataset["annotations"] = results
         ground_truth.createIndex()
         found.createIndex()
-        evaluator = COCOeval(ground_truth, found, iouType="bbox")
+        evaluator = COCOeval(ground_truth, found, iouType=iou_type)
         evaluator.evaluate()
         evaluator.accumulate()
     with contextlib.redirect_stdout(summary):

@@ -87,6 +87,27 @@ class DetectionEvalResult:
 
 
 @torch.no_grad()
+def decode_batch(
+    model: nn.Module,
+    images: torch.Tensor,
+    amp: str = "off",
+    channels_last: bool = False,
+    score_threshold: float = 0.05,
+    top_k: int = 100,
+) -> list[dict[str, torch.Tensor]]:
+    """``model.decode(model(images))`` of a batch (N, 3, H, W), the forward in ``amp`` and the
+    decoding in float32: per image the dict the model decodes, on the model's device. The
+    model's mode is left as it was."""
+    images = model_input(model, images, channels_last)
+    with autocast(images.device, amp):
+        outputs = model(images)
+    # Decoding (sigmoids, box arithmetic) in float32 whatever precision the forward ran in.
+    outputs = {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
+    return model.decode(
+        outputs, image_size=images.shape[-2:], score_threshold=score_threshold, top_k=top_k
+    )
+
+
 def detect(
     model: nn.Module,
     images: torch.Tensor,
@@ -97,14 +118,7 @@ def detect(
 ) -> list[dict[str, torch.Tensor]]:
     """``model.decode`` of a batch (N, 3, H, W): per image {"boxes" (K, 4) xyxy in the batch's
     pixels, "scores", "labels"}, on the CPU in float32; the model's mode is left as it was."""
-    images = model_input(model, images, channels_last)
-    with autocast(images.device, amp):
-        outputs = model(images)
-    # Decoding (sigmoids, box arithmetic) in float32 whatever precision the forward ran in.
-    outputs = {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
-    found = model.decode(
-        outputs, image_size=images.shape[-2:], score_threshold=score_threshold, top_k=top_k
-    )
+    found = decode_batch(model, images, amp, channels_last, score_threshold, top_k)
     return [
         {"boxes": d["boxes"].float().cpu(), "scores": d["scores"].float().cpu(),
          "labels": d["labels"].cpu()}
@@ -155,7 +169,7 @@ class DetectionEvaluator:
     def reset(self) -> None:
         """Start a new evaluation."""
         self.records: list[dict[str, Any]] = []
-        self.found: list[dict[str, torch.Tensor]] = []
+        self.found: list[dict[str, Any]] = []
 
     def process(
         self, detections: Sequence[Mapping[str, torch.Tensor]], targets: Sequence[Mapping[str, Any]]
@@ -166,17 +180,28 @@ class DetectionEvaluator:
                 f"model.decode returned {len(detections)} results for {len(targets)} images"
             )
         for target, detection in zip(targets, detections, strict=True):
-            record, mapped = to_original_frame(target, detection)
+            record, mapped = self.to_stored_frame(target, detection)
             self.records.append(record)
             self.found.append(mapped)
 
-    def evaluate(self) -> DetectionEvalResult:
-        """COCO AP over every process's images."""
+    def to_stored_frame(
+        self, target: Mapping[str, Any], detection: Mapping[str, torch.Tensor]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One image's ground-truth record and detections as kept: :func:`to_original_frame`."""
+        return to_original_frame(target, detection)
+
+    def gather(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The records and detections of every process's images, in rank order."""
         shares = all_gather_objects((self.records, self.found), current_dist_info())
         records = [record for share, _ in shares for record in share]
         found = [detection for _, share in shares for detection in share]
         if not records:
-            raise ValueError("cannot evaluate a detector on an empty loader (no images)")
+            raise ValueError("cannot evaluate on an empty loader (no images)")
+        return records, found
+
+    def evaluate(self) -> DetectionEvalResult:
+        """COCO AP over every process's images."""
+        records, found = self.gather()
         evaluation = coco_evaluate(records, found, self.categories)
         return DetectionEvalResult(
             stats=evaluation.stats,

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from fcnlab.config import TransformConfig
 from fcnlab.tasks.base import class_names, per_class_table, scores_table
-from fcnlab.tasks.detection.coco_eval import RECALL_POINTS
+from fcnlab.tasks.detection.coco_eval import RECALL_POINTS, CocoEvaluation
 from fcnlab.tasks.detection.evaluate import DetectionEvalResult, detect
 from fcnlab.viz.boxes import default_palette, plot_detections, plot_pr_curves
 from fcnlab.viz.plots import save_figure
@@ -77,15 +77,18 @@ def write_detection_pictures(
 
 
 def write_pr_curves(
-    result: DetectionEvalResult, names: list[str], path: Path, palette: np.ndarray | None = None
+    evaluation: CocoEvaluation | None,
+    names: list[str],
+    path: Path,
+    palette: np.ndarray | None = None,
 ) -> Path:
     """``pr_curve.png``: precision-recall per class at IoU 0.5 and the class mean, from
-    COCOeval's precision array (``result.coco``)."""
-    evaluation = result.coco
+    COCOeval's precision array (a result's ``coco``: boxes; an instance result's ``mask_coco``:
+    masks). None (a result read back from a record keeps no precision array) is an error."""
     if evaluation is None:
         raise ValueError(
-            "this detection result has no COCOeval precision array (results read back from a "
-            "record have none); evaluate again to plot precision-recall curves"
+            "this result has no COCOeval precision array (results read back from a record have "
+            "none); evaluate again to plot precision-recall curves"
         )
     figure = plot_pr_curves(evaluation.pr_curves(0.5), names, RECALL_POINTS, 0.5, palette)
     return save_figure(figure, path)

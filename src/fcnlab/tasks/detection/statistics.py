@@ -13,19 +13,22 @@ def box_counter(dataset: object) -> BoxCounter:
     return BoxCounter(tuple(dataset.classes))  # type: ignore[attr-defined]
 
 
-def box_table(split: str, counts: BoxCounts) -> Table:
-    """Boxes, share, images, crowd and difficult boxes per class for one split."""
-    table = Table(title=f"Boxes per class: {split}")
-    for column in ("class", "boxes", "share %", "images", "crowd", "difficult"):
+def box_table(
+    split: str, counts: BoxCounts, objects: str = "boxes", difficult: bool = True
+) -> Table:
+    """Objects (``objects`` names them: boxes, instances), share, images, crowd and (where
+    ``difficult``: VOC's boxes) difficult objects per class for one split."""
+    columns = ["class", objects, "share %", "images", "crowd"] + ["difficult"] * difficult
+    table = Table(title=f"{objects.capitalize()} per class: {split}")
+    for column in columns:
         table.add_column(column, justify="left" if column == "class" else "right")
     for c, name in enumerate(counts.classes):
-        table.add_row(
-            name,
+        cells = [
             str(int(counts.boxes[c])),
             f"{100 * float(counts.share[c]):.2f}",
             str(int(counts.images[c])),
             str(int(counts.crowd[c])),
-            str(int(counts.difficult[c])),
-        )
-    table.caption = f"images without boxes: {counts.empty_images} of {counts.total_images}"
+        ]
+        table.add_row(name, *cells, *[str(int(counts.difficult[c]))] * difficult)
+    table.caption = f"images without {objects}: {counts.empty_images} of {counts.total_images}"
     return table

@@ -52,8 +52,8 @@ class DetectionTask:
         """``model.loss(outputs, targets)["loss"]``; a detector brings its own loss."""
         if loss is not None:
             raise ValueError(
-                "a detection model computes its own loss (model.loss(outputs, targets)); "
-                "do not pass loss= for a detection run"
+                f"a {self.noun} computes its own loss (model.loss(outputs, targets)); "
+                f"do not pass loss= for a {self.name} run"
             )
         return lambda outputs, targets: model.loss(outputs, targets)["loss"]
 
@@ -84,7 +84,7 @@ class DetectionTask:
     ) -> tuple[list[Any], list[Path]]:
         """pycocotools' 12-line summary, AP/AP50 per class; ``pr_curve.png``."""
         palette = report.detection_palette(dataset, len(names))
-        picture = report.write_pr_curves(result, names, out / "pr_curve.png", palette)
+        picture = report.write_pr_curves(result.coco, names, out / "pr_curve.png", palette)
         summary = Text(result.coco.summary if result.coco is not None else "")
         return [summary, report.results_table(result, names)], [picture]
 
@@ -98,7 +98,9 @@ class DetectionTask:
         if last is not None and last.coco is not None:
             names = class_names(val_set, num_classes)
             palette = report.detection_palette(val_set, num_classes)
-            written.append(report.write_pr_curves(last, names, run_dir / "pr_curve.png", palette))
+            written.append(
+                report.write_pr_curves(last.coco, names, run_dir / "pr_curve.png", palette)
+            )
         pictures = report.write_detection_pictures(
             model,
             val_set,
