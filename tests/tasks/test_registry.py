@@ -28,14 +28,16 @@ PROTOCOL_METHODS = [
 PROTOCOL_FIELDS = list(Task.__annotations__)
 
 
-def test_both_tasks_are_registered() -> None:
-    assert task_names() == ["detection", "segmentation"]
+def test_every_task_is_registered() -> None:
+    assert task_names() == ["detection", "instance", "segmentation"]
     assert get_task("detection") is get_task("detection")  # one shared instance
-    with pytest.raises(KeyError, match="unknown task 'panoptic'; known: detection, segmentation"):
+    with pytest.raises(
+        KeyError, match="unknown task 'panoptic'; known: detection, instance, segmentation"
+    ):
         get_task("panoptic")
 
 
-@pytest.mark.parametrize("name", ["detection", "segmentation"])
+@pytest.mark.parametrize("name", ["detection", "instance", "segmentation"])
 def test_every_task_implements_the_protocol(name: str) -> None:
     task = get_task(name)
     assert task.name == name

@@ -1,5 +1,5 @@
 """One package per task. :mod:`fcnlab.tasks.base` says what a task is; each sub-package
-(``segmentation/``, ``detection/``) implements it and registers itself with
+(``segmentation/``, ``detection/``, ``instance/``) implements it and registers itself with
 ``@register_task``. Everything else asks ``task_of(model)`` or ``get_task(name)``.
 
 Adding a task is adding a folder here with a ``task.py`` whose class carries
@@ -8,7 +8,7 @@ Adding a task is adding a folder here with a ``task.py`` whose class carries
 
 from __future__ import annotations
 
-from fcnlab.tasks import detection, segmentation
+from fcnlab.tasks import detection, instance, segmentation
 from fcnlab.tasks.base import (
     EvalSettings,
     Evaluation,
@@ -37,6 +37,7 @@ __all__ = [
     "class_names",
     "detection",
     "get_task",
+    "instance",
     "register_task",
     "run_evaluation",
     "segmentation",

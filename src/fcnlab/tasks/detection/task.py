@@ -52,8 +52,8 @@ class DetectionTask:
         """``model.loss(outputs, targets)["loss"]``; a detector brings its own loss."""
         if loss is not None:
             raise ValueError(
-                f"a {self.noun} computes its own loss (model.loss(outputs, targets)); "
-                f"do not pass loss= for a {self.name} run"
+                f"a model of the {self.name} task computes its own loss "
+                "(model.loss(outputs, targets)); do not pass loss= to train it"
             )
         return lambda outputs, targets: model.loss(outputs, targets)["loss"]
 
