@@ -53,14 +53,15 @@ def masks_at_stride(masks: torch.Tensor, stride: int) -> torch.Tensor:
     """Binary masks (M, H, W) -> float (M, ceil(H / s), ceil(W / s)) on the stride-s grid.
 
     As AdelaiDet's CondInst (``add_bitmasks``): every cell takes the pixel at offset
-    ``s // 2`` in both directions, ``masks[:, s//2::s, s//2::s]``, after padding the masks with
-    background to a multiple of ``s``.
+    ``s // 2`` in both directions, ``masks[:, s//2::s, s//2::s]``; a cell whose pixel lies past
+    the bottom/right edge is background (AdelaiDet pads the masks to a multiple of 32 first).
+    Sampled before any conversion to float, so no full-size float copy is made.
     """
     height, width = masks.shape[-2:]
     h, w = math.ceil(height / stride), math.ceil(width / stride)
-    padded = F.pad(masks.float(), (0, w * stride - width, 0, h * stride - height))
     start = stride // 2
-    return padded[:, start::stride, start::stride]
+    sampled = masks[:, start::stride, start::stride].float()
+    return F.pad(sampled, (0, w - sampled.shape[-1], 0, h - sampled.shape[-2]))
 
 
 def instance_masks(target: Mapping[str, Any], index: int = 0) -> torch.Tensor:
@@ -290,8 +291,8 @@ def condinst(
     trained (None: all). Differs from the paper: masks at stride 4, as the authors' released
     configs (the paper used 2); no auxiliary semantic loss; FCOS's own differences (GIoU loss,
     centre sampling, centre-ness beside classification, where AdelaiDet puts it beside the box
-    regression); bilinear upsampling with cell centres aligned (AdelaiDet aligns the cells'
-    top-left corners); the cap is per image rather than per GPU.
+    regression); bilinear upsampling with cell centres aligned (AdelaiDet's ``aligned_bilinear``
+    reads half an output cell further up and left); the cap is per image rather than per GPU.
     """
     detector = fcos(
         num_classes, encoder, encoder_weights, encoder_options, fpn_channels, head_depth,
