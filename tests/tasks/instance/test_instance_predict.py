@@ -145,3 +145,41 @@ def test_write_instances_results_score_with_cocoeval(tmp_path: Path) -> None:
         evaluation.accumulate()
         evaluation.summarize()
     assert evaluation.stats[0] == pytest.approx(1.0)
+
+
+def test_write_instances_with_condinst_at_a_size_no_stride_divides(tmp_path: Path) -> None:
+    from fcnlab.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(
+        "condinst", 2, encoder="vgg16_bn", encoder_options={"width": 0.125}, fpn_channels=32,
+        head_depth=1, mask_branch_channels=16, mask_branch_depth=2,
+    )  # fmt: skip
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rgb = np.random.default_rng(1).integers(0, 255, (37, 50, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(folder / "odd.png")
+    metadata = ModelMetadata(
+        name="condinst", num_classes=2, classes=CLASSES, palette=[[230, 25, 75], [60, 180, 75]]
+    )
+    console = Console(file=io.StringIO())
+    with Bars(console, enabled=False) as bars:
+        result = write_instances(
+            model, metadata, [folder / "odd.png"], tmp_path / "out", torch.device("cpu"), 0.0,
+            console, bars,
+        )  # fmt: skip
+    assert not result.unreadable and len(result.written) == 3
+    written = json.loads((tmp_path / "out" / "instances.json").read_text())
+    entries = written["annotations"]
+    assert 0 < len(entries) <= 100  # an untrained model at threshold 0: up to top_k instances
+    scores = [entry["score"] for entry in entries]
+    assert scores == sorted(scores, reverse=True)
+    masks = np.stack([mask_utils.decode(entry["segmentation"]) for entry in entries]).astype(bool)
+    assert masks.shape[1:] == (37, 50)
+    with Image.open(tmp_path / "out" / "odd_instance_ids.png") as png:
+        ids = np.array(png)
+    assert masks.any(axis=(1, 2)).sum() > 1  # masks to compare
+    # Each pixel belongs to the first (most confident) entry whose mask holds it.
+    first = np.where(masks.any(axis=0), masks.argmax(axis=0) + 1, 0)
+    np.testing.assert_array_equal(ids, first)
+    assert (masks.sum(axis=0) > 1).any()  # where masks overlap, the id map chose

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from fcnlab.config import TransformConfig
 from fcnlab.ops.masks import paste_masks
 from fcnlab.tasks.base import class_names
-from fcnlab.tasks.instance.predict import segment_instances
+from fcnlab.tasks.instance.evaluate import segment_instances
 from fcnlab.viz.instances import plot_instances
 from fcnlab.viz.plots import save_figure
 
@@ -41,9 +41,8 @@ def write_instance_pictures(
         ]
     finally:
         model.train(was_training)
-    stride = int(model.mask_stride)
     predictions = [
-        {**d, "masks": paste_masks(d["masks"], stride, image.shape[-2:])}
+        {**d, "masks": paste_masks(d["masks"], d["mask_stride"], image.shape[-2:])}
         for d, (image, _) in zip(found, samples, strict=True)
     ]
     num_classes = int(getattr(model, "num_classes", len(getattr(dataset, "classes", ()))))

@@ -17,61 +17,23 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from pycocotools import mask as mask_utils
 from rich.console import Console
 from torch import nn
 
 from fcnlab.data.transforms import normalize
 from fcnlab.inference import ModelMetadata
-from fcnlab.ops.boxes import clip_boxes, xyxy_to_xywh
+from fcnlab.ops.boxes import clip_boxes
 from fcnlab.ops.masks import paste_masks_chunks
 from fcnlab.runtime.console import Bars, print_literal
-from fcnlab.runtime.precision import autocast, model_input
 from fcnlab.tasks.base import Predictions, readable_images
+from fcnlab.tasks.detection.coco_eval import detections_to_coco
+from fcnlab.tasks.instance.coco_eval import encode_masks, rle_areas
+from fcnlab.tasks.instance.evaluate import segment_instances
 from fcnlab.viz.instances import draw_instances, instance_id_map
-
-
-@torch.no_grad()
-def segment_instances(
-    model: nn.Module,
-    images: torch.Tensor,
-    amp: str = "off",
-    channels_last: bool = False,
-    score_threshold: float = 0.05,
-    top_k: int = 100,
-) -> list[dict[str, torch.Tensor]]:
-    """``model.decode`` of a batch (N, 3, H, W): per image {"boxes" (K, 4) xyxy in the batch's
-    pixels, "scores", "labels", "masks" (K, h, w) probabilities at ``model.mask_stride``}, on the
-    CPU, in descending score order; the model's mode is left as it was."""
-    images = model_input(model, images, channels_last)
-    with autocast(images.device, amp):
-        outputs = model(images)
-    # Decoding in float32 whatever precision the forward ran in.
-    outputs = {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
-    found = model.decode(
-        outputs, image_size=images.shape[-2:], score_threshold=score_threshold, top_k=top_k
-    )
-    decoded = []
-    for d in found:
-        order = torch.argsort(d["scores"].float(), descending=True, stable=True).cpu()
-        decoded.append({
-            "boxes": d["boxes"].float().cpu()[order], "scores": d["scores"].float().cpu()[order],
-            "labels": d["labels"].cpu()[order], "masks": d["masks"].float().cpu()[order],
-        })  # fmt: skip
-    return decoded
-
-
-def encode_masks(masks: torch.Tensor) -> list[dict[str, Any]]:
-    """COCO RLEs {"size": [H, W], "counts": str} of bool masks (K, H, W), as JSON takes them
-    (pycocotools encodes column-major, Fortran order)."""
-    stack = np.asfortranarray(masks.numpy().astype(np.uint8).transpose(1, 2, 0))
-    encoded = mask_utils.encode(stack) if len(masks) else []
-    return [{"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")} for rle in encoded]
 
 
 def write_instances(
@@ -96,14 +58,13 @@ def write_instances(
     """
     model.to(device).eval()
     out.mkdir(parents=True, exist_ok=True)
-    stride = int(model.mask_stride)
     entries, listed, result = [], [], Predictions()
     for path, image in readable_images(bars.track(images, "predicting"), result.unreadable):
         image_id = len(listed)
         size = tuple(image.shape[-2:])
         batch = normalize(image[None], metadata.mean, metadata.std).to(device)
         found = segment_instances(model, batch, score_threshold=score_threshold)[0]
-        chunks = list(paste_masks_chunks(found["masks"], stride, size, size))
+        chunks = list(paste_masks_chunks(found["masks"], found["mask_stride"], size, size))
         masks = torch.cat(chunks) if chunks else torch.zeros(0, *size, dtype=torch.bool)
         drawn = draw_instances(
             image, masks, found["labels"], found["scores"], metadata.classes, scale=1
@@ -116,18 +77,12 @@ def write_instances(
             out / f"{path.stem}_instance_ids.png",
         ]
         listed.append({"id": image_id, "file_name": str(path), "height": size[0], "width": size[1]})
-        boxes = xyxy_to_xywh(clip_boxes(found["boxes"].double(), size))
-        for box, score, label, rle in zip(
-            boxes.tolist(),
-            found["scores"].tolist(),
-            found["labels"].tolist(),
-            encode_masks(masks),
-            strict=True,
-        ):
-            entries.append({
-                "image_id": image_id, "category_id": int(label) + 1, "segmentation": rle,
-                "area": float(mask_utils.area(rle)), "bbox": box, "score": score,
-            })  # fmt: skip
+        rles = encode_masks(masks)
+        found = {**found, "boxes": clip_boxes(found["boxes"], size), "segmentation": rles}
+        boxes = detections_to_coco([found], [image_id], "bbox")
+        regions = detections_to_coco([found], [image_id], "segm")
+        for box, region, area in zip(boxes, regions, rle_areas(rles).tolist(), strict=True):
+            entries.append({**region, "area": area, "bbox": box["bbox"]})
         print_literal(
             console,
             f"{path} -> {out / path.stem}_instances.png ({len(found['scores'])} instances)",
