@@ -73,9 +73,19 @@ class FCOSHead(nn.Module):
 
         L counts the locations of all levels, level after level, each row-major.
         """
+        return self.predict(self.towers(levels))
+
+    def towers(self, levels: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(classification tower, regression tower) outputs of each level: what the output
+        convolutions read, and what models built on FCOS (CondInst's controller) read too."""
+        return [(self.cls_tower(p), self.reg_tower(p)) for p in levels]
+
+    def predict(
+        self, towers: Sequence[tuple[torch.Tensor, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
+        """The head's outputs (see :meth:`forward`) from the towers' outputs per level."""
         cls, ltrb, ctr = [], [], []
-        for k, (p, stride) in enumerate(zip(levels, self.strides, strict=True)):
-            c, r = self.cls_tower(p), self.reg_tower(p)
+        for k, ((c, r), stride) in enumerate(zip(towers, self.strides, strict=True)):
             cls.append(self.cls_logits(c).flatten(2).transpose(1, 2))
             ctr.append(self.centerness(c).flatten(1))
             log_distance = (self.scales[k] * self.ltrb(r)).clamp(max=MAX_LOG_DISTANCE)

@@ -146,16 +146,11 @@ class CondInst(FCOS):
         at the mask branch's stride (8), "points" (L, 2) and "level" (L,)."""
         levels = self.decoder(self.encoder(x))
         # The controller reads the box tower's output, as in the authors' code (AdelaiDet's
-        # top_module on bbox_tower); a hook taps what FCOSHead computes anyway, without a second
-        # pass through the tower or a copy of FCOSHead.forward.
-        towers: list[torch.Tensor] = []
-        tap = self.head.reg_tower.register_forward_hook(lambda _m, _i, out: towers.append(out))
-        try:
-            outputs = self.head(levels)
-        finally:
-            tap.remove()
+        # top_module on bbox_tower).
+        towers = self.head.towers(levels)
+        outputs = self.head.predict(towers)
         outputs["controller"] = torch.cat(
-            [self.controller(t).flatten(2).transpose(1, 2) for t in towers], dim=1
+            [self.controller(r).flatten(2).transpose(1, 2) for _, r in towers], dim=1
         )
         outputs["mask_features"] = self.mask_branch(levels)
         sizes = [p.shape[-2:] for p in levels]
