@@ -5,7 +5,7 @@ instance masks with the image, and the collate function for target dicts."""
 from __future__ import annotations
 
 from fcnlab.data import datasets, transforms
-from fcnlab.data.base import DetectionDataset, SegmentationDataset
+from fcnlab.data.base import DetectionDataset, InstanceDataset, Instances, SegmentationDataset
 from fcnlab.data.collate import collate_targets, detection_collate
 from fcnlab.data.registry import DATASETS, build_dataset, dataset_tasks, list_datasets
 from fcnlab.data.shapes import SHAPE_KINDS, Shapes, dominant_class
@@ -17,7 +17,7 @@ from fcnlab.data.stats import (
     class_frequencies,
     median_frequency_weights,
 )
-from fcnlab.data.targets import make_target, select_instances
+from fcnlab.data.targets import make_instance_target, make_target, select_instances
 from fcnlab.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -37,6 +37,8 @@ __all__ = [
     "Compose",
     "DetectionDataset",
     "FrequencyCounter",
+    "InstanceDataset",
+    "Instances",
     "SegmentationDataset",
     "Shapes",
     "build_dataset",
@@ -48,6 +50,7 @@ __all__ = [
     "dominant_class",
     "eval_transforms",
     "list_datasets",
+    "make_instance_target",
     "make_target",
     "median_frequency_weights",
     "select_instances",

@@ -1,19 +1,20 @@
 """``FileDataset``: the shared body of every file-backed data set, and the bases of its task
-views, ``SegmentationDataset`` and ``DetectionDataset``.
+views, ``SegmentationDataset``, ``DetectionDataset`` and ``InstanceDataset``.
 
 A data set is a list of ``(image_path, annotation_path)`` samples plus its classes; indexing, joint
 transforms, checking every file and skipping invalid ones live here once. A segmentation view
 finds ``(image_path, mask_path)`` samples in its layout and, where its files store something other
 than class indices, overrides :meth:`SegmentationDataset.load_mask`; a detection view reads its
 annotation format into a target dict (:mod:`fcnlab.data.targets`) in
-:meth:`DetectionDataset.load_target`.
+:meth:`DetectionDataset.load_target`; an instance view reads one mask per object in
+:meth:`InstanceDataset.load_instances`, and the boxes are derived from the masks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from fcnlab.data.io import (
     require_path,
     validate_mask,
 )
-from fcnlab.data.targets import Target
+from fcnlab.data.targets import Target, make_instance_target
 
 Sample = tuple[Path, Path]
 # Added to an error met while loading a sample: a bad file found by training or evaluation is
@@ -208,6 +209,78 @@ class DetectionDataset(FileDataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
         image, target = super().__getitem__(index)
         return image, {**target, "image_size": (int(image.shape[1]), int(image.shape[2]))}
+
+
+class Instances(NamedTuple):
+    """The objects an instance view reads for one image, before empty masks are left out.
+
+    ``masks``: bool ``(K, H, W)`` at the size the annotation gives its image; ``labels``: the
+    0-based object class of each; ``names``: how an error names each one (``annotation 7 of
+    image 139 ('000000000139.jpg')``, ``instance 3``); ``iscrowd``: 0/1 per object (None: all 0).
+    """
+
+    masks: torch.Tensor
+    labels: Sequence[int]
+    names: Sequence[str]
+    iscrowd: Sequence[int] | None = None
+
+
+class InstanceDataset(DetectionDataset):
+    """``ds[i]`` is ``(image, target)`` with one bool mask per object (``target["masks"]``
+    ``(K, H, W)``, see :mod:`fcnlab.data.targets`); a subclass reads its annotation format in
+    :meth:`load_instances`.
+
+    The boxes are derived from the masks (:func:`~fcnlab.data.targets.make_instance_target`), so
+    they never disagree with them; objects whose mask has no pixel are left out. Every mask must
+    have its image's size: another size raises :class:`~fcnlab.data.io.DataFormatError` naming
+    the annotation file and the first object (``mask of annotation 7 ... is 480x640 but its image
+    '...' is 427x640``). The joint transforms move the masks with the image and recompute the
+    boxes from the moved masks.
+    """
+
+    task = "instance"
+
+    def load_instances(self, index: int) -> Instances:
+        """The objects of sample ``index`` as its annotation gives them; raises
+        ``DataFormatError`` naming the file and the annotation for one that breaks its format."""
+        raise NotImplementedError
+
+    def image_id(self, index: int) -> int:
+        """The ``image_id`` of sample ``index``: its position (a format with ids overrides it)."""
+        return index
+
+    def load_target(self, index: int) -> Target:
+        """The instance target of sample ``index`` before transforms, at its annotation's size."""
+        found = self.load_instances(index)
+        return make_instance_target(found.masks, found.labels, self.image_id(index), found.iscrowd)
+
+    def load(self, index: int) -> tuple[torch.Tensor, Target]:
+        """Sample ``index`` before transforms, its masks checked against its image's size;
+        raises ``DataFormatError`` for a bad file."""
+        found = self.load_instances(index)
+        image_path, annotation_path = self.samples[index]
+        image = read_image(image_path)
+        check_instance_masks(image, found, image_path, annotation_path)
+        target = make_instance_target(
+            found.masks, found.labels, self.image_id(index), found.iscrowd
+        )
+        return image, target
+
+
+def check_instance_masks(
+    image: torch.Tensor, found: Instances, image_path: str | Path, annotation_path: str | Path
+) -> None:
+    """Raise :class:`DataFormatError` naming ``annotation_path`` and the first object when the
+    masks ``(K, H, W)`` of ``found`` are not the image's size (with an image without objects,
+    the size the annotation gives; :func:`~fcnlab.data.io.check_same_size` words it and says
+    when the mask was drawn on the photo turned by its EXIF tag)."""
+    try:
+        check_same_size(image, found.masks, image_path, annotation_path)
+    except DataFormatError as error:
+        if not found.names or not error.reason.startswith("mask "):
+            raise
+        reason = f"mask of {found.names[0]} {error.reason.removeprefix('mask ')}"
+        raise DataFormatError(error.file, reason) from None
 
 
 def find_files(folder: Path, pattern: str, layout: str) -> list[Path]:

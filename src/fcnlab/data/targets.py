@@ -10,13 +10,15 @@ dict with
 - ``labels``: int64 ``(K,)`` object classes in ``[0, num_classes)``, no background class,
 - ``iscrowd``: int64 ``(K,)`` 0/1 (COCO's crowd regions; zeros elsewhere),
 - ``difficult``: int64 ``(K,)`` 0/1 (VOC's difficult objects; zeros elsewhere),
-- ``masks`` (instance views only): bool ``(K, H, W)``, one mask per instance,
+- ``masks`` (instance views only): bool ``(K, H, W)``, one mask per instance, at the image's
+  size; ``boxes`` are then derived from them (:func:`make_instance_target`), so a box is always
+  the box of its mask's pixels,
 - ``image_id``: int; ``orig_size``: ``(H0, W0)`` as stored on disk; ``image_size``: ``(H, W)``
   after the transforms.
 
 The transforms (:mod:`fcnlab.data.transforms`) move ``boxes``, ``masks`` and a class map ``mask``
-with the image and drop the instances a crop cuts away; the collate function
-(:mod:`fcnlab.data.collate`) batches targets as a list.
+with the image, recompute the boxes of instance masks from the moved masks and drop the instances a
+crop cuts away; the collate function (:mod:`fcnlab.data.collate`) batches targets as a list.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import torch
 
 from fcnlab.data.io import DataFormatError
+from fcnlab.ops.masks import masks_to_boxes
 
 Target = dict[str, Any]
 
@@ -68,6 +71,30 @@ def make_target(
         "orig_size": size,
         "image_size": size,
     }
+
+
+def make_instance_target(
+    masks: torch.Tensor,
+    labels: torch.Tensor | Sequence[int],
+    image_id: int,
+    iscrowd: torch.Tensor | Sequence[int] | None = None,
+) -> Target:
+    """An instance target: ``masks`` bool ``(K, H, W)`` at the image's size, their ``labels`` and
+    crowd flags, and the boxes derived from the masks (:func:`fcnlab.ops.masks.masks_to_boxes`);
+    ``orig_size`` is the masks' ``(H, W)``. Instances whose mask has no pixel are left out (they
+    have no box, and nothing could ever match them), as detectron2's ``filter_empty_instances``
+    leaves them out.
+    """
+    if masks.dim() != 3:
+        raise ValueError(f"instance masks must be (K, H, W), got shape {tuple(masks.shape)}")
+    masks = masks.bool()
+    size = (int(masks.shape[1]), int(masks.shape[2]))
+    target = {
+        **make_target(masks_to_boxes(masks), labels, image_id, size, iscrowd),
+        "masks": masks,
+    }
+    keep = masks.flatten(1).any(dim=1)
+    return target if bool(keep.all()) else select_instances(target, keep)
 
 
 def select_instances(target: Mapping[str, Any], keep: torch.Tensor) -> Target:

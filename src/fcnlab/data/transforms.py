@@ -11,15 +11,18 @@ image float (3, H, W); the annotation is what a data set view gives with its ima
   crop keeps, other keys pass through, and ``Compose`` sets ``image_size`` to the final size. The
   input dict is never modified.
 
-Geometric steps (resize, random scale, crop, flip) move all of these together. Masks, class maps
-and instance masks alike, are resized by nearest neighbour (pixel-centre aligned,
+Geometric steps (resize, random scale, crop, flip, padding) move all of these together. Masks,
+class maps and instance masks alike, are resized by nearest neighbour (pixel-centre aligned,
 ``nearest-exact``, so they stay on the image's grid) and never blended; padding fills a class map
 with the ignore index and instance masks with False. Boxes are xyxy pixel edges, so resizing
 scales them by the exact ratio of output to input size (bilinear resizing with
 ``align_corners=False`` maps pixel edges onto pixel edges), a flip maps ``x`` to ``W - x`` and a
-crop shifts them and clips them to the window. An instance is dropped, with all its fields, when
-its box is cut below :func:`crop_boxes`'s rule or its mask has no pixel left. Photometric steps
-(colour jitter, normalisation) change the image alone.
+crop shifts them and clips them to the window; a box cut below :func:`crop_boxes`'s rule is
+dropped with all its instance's fields. A target holding instance ``masks`` is an instance
+target: its masks decide, as in detectron2 and torchvision's Mask R-CNN references. Its boxes are
+recomputed from the moved masks (a crop that cuts a ring in two gives the box of what is left,
+not the clipped box of the whole ring), and an instance is dropped exactly when its mask has no
+pixel left. Photometric steps (colour jitter, normalisation) change the image alone.
 
 Randomness comes from ``generator`` when one is given, else from torch's global generator, which
 the DataLoader seeds differently in every worker (``base_seed + worker_id``): ``torch.manual_seed``
@@ -36,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from fcnlab.data.targets import select_instances
+from fcnlab.ops.masks import masks_to_boxes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -295,8 +299,11 @@ def move_annotation(
 ) -> Annotation:
     """``annotation`` after one geometric change: ``mask(tensor, fill)`` moves a mask (a bare
     one or ``target["mask"]``, padded with ``ignore_index``) and ``target["masks"]`` (padded with
-    False); ``boxes(boxes)`` moves ``target["boxes"]`` and says which to keep. Instances whose
-    box is not kept or whose mask is left empty are dropped from every per-instance field."""
+    False); ``boxes(boxes)`` moves ``target["boxes"]`` and says which to keep.
+
+    With instance masks, the boxes are recomputed from the moved masks and the instances whose
+    mask is left empty are dropped; without, the instances whose box is not kept. A dropped
+    instance leaves every per-instance field."""
     if isinstance(annotation, torch.Tensor):
         return mask(annotation, ignore_index)
     target = dict(annotation)
@@ -306,10 +313,10 @@ def move_annotation(
     if "masks" in target:
         target["masks"] = mask(target["masks"], False)
         keep = target["masks"].flatten(1).any(dim=1)
-    if "boxes" in target:
-        target["boxes"], kept_boxes = boxes(target["boxes"])
-        if kept_boxes is not None:
-            keep = kept_boxes if keep is None else keep & kept_boxes
+        if "boxes" in target:
+            target["boxes"] = masks_to_boxes(target["masks"]).to(target["boxes"].dtype)
+    elif "boxes" in target:
+        target["boxes"], keep = boxes(target["boxes"])
     return target if keep is None or bool(keep.all()) else select_instances(target, keep)
 
 
