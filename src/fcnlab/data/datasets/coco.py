@@ -3,7 +3,9 @@ and every file in its format, the format labelling tools export (CVAT, Label Stu
 labelme2coco).
 
 - segmentation: the instance annotations merged into one class map per image;
-- detection: their boxes.
+- detection: their boxes;
+- instance: one mask per annotation (polygons, uncompressed or compressed RLE), boxes derived
+  from the masks.
 
 Where the files are: ``annotations`` (the JSON file) and ``images`` (the folder its
 ``file_name`` entries are relative to), both relative to ``root``, ``{split}`` replaced by the
@@ -24,10 +26,12 @@ that numbers its own categories from 1 would otherwise be read as "person", "bic
 The default (None) is ``"coco"`` for detection and ``"voc"`` for segmentation (torchvision's
 COCO-with-VOC-labels) when the file declares exactly COCO's 80 categories (COCO's own
 ``instances_*.json``), and ``"file"`` for any other file. Detection numbers the chosen
-categories from class 0; segmentation from 1, class 0 being the background.
+categories from class 0, as instance segmentation does (its default is that of detection);
+segmentation from 1, class 0 being the background.
 
 Crowd annotations (``iscrowd: 1``) are regions of many objects: segmentation makes them 255
-(ignored), detection flags them ``iscrowd`` and never makes them positives. Some tools write
+(ignored), detection and instance segmentation keep them, with their box and mask, flagged
+``iscrowd`` (never positives; COCOeval ignores detections on them). Some tools write
 every mask as a crowd RLE (CVAT's COCO export writes each brush mask as an uncompressed RLE with
 ``iscrowd: 1``): ``crowd="object"`` reads every annotation as one object instead.
 
@@ -52,7 +56,15 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 
-from fcnlab.data.base import DetectionDataset, FileDataset, Sample, SegmentationDataset, Transforms
+from fcnlab.data.base import (
+    DetectionDataset,
+    FileDataset,
+    InstanceDataset,
+    Instances,
+    Sample,
+    SegmentationDataset,
+    Transforms,
+)
 from fcnlab.data.coco_masks import SegmentationError, is_integer, segmentation_mask
 from fcnlab.data.io import DataFormatError, layout_error, require_path
 from fcnlab.data.palettes import (
@@ -290,19 +302,10 @@ class COCOSegmentation(COCOImages, SegmentationDataset):
         return torch.from_numpy(mask)
 
 
-@DATASETS.register("coco", task="detection")
-class COCODetection(COCOImages, DetectionDataset):
-    """Images of a COCO-format file with the boxes of their instance annotations.
-
-    The chosen categories are classes from 0 (see the module docstring for ``annotations``,
-    ``images`` and ``categories``); objects of other categories are left out. ``bbox``
-    ``[x, y, w, h]`` becomes ``(x, y, x + w, y + h)``. Crowd annotations are kept with
-    ``iscrowd = 1`` (targets never make them positives; COCOeval ignores detections on them).
-    Images without annotations are kept as negatives unless ``drop_empty=True``. ``image_id`` is
-    the file's image id. An annotation whose category the file does not declare, or whose box is
-    missing, negative or outside its image, raises naming the file, the annotation id and the
-    image; boxes of zero width or height are left out.
-    """
+class COCOObjects(COCOImages):
+    """What the object views (detection, instance) share: the chosen categories numbered from
+    class 0, COCO's 80 for COCO's own files, and images without objects kept as negatives unless
+    ``drop_empty=True``."""
 
     first_class = 0
     coco_categories = "coco"
@@ -325,6 +328,21 @@ class COCODetection(COCOImages, DetectionDataset):
         )
         super().__init__(samples, classes, transforms, skip_invalid)
         self.check_image_references()
+
+
+@DATASETS.register("coco", task="detection")
+class COCODetection(COCOObjects, DetectionDataset):
+    """Images of a COCO-format file with the boxes of their instance annotations.
+
+    The chosen categories are classes from 0 (see the module docstring for ``annotations``,
+    ``images`` and ``categories``); objects of other categories are left out. ``bbox``
+    ``[x, y, w, h]`` becomes ``(x, y, x + w, y + h)``. Crowd annotations are kept with
+    ``iscrowd = 1`` (targets never make them positives; COCOeval ignores detections on them).
+    Images without annotations are kept as negatives unless ``drop_empty=True``. ``image_id`` is
+    the file's image id. An annotation whose category the file does not declare, or whose box is
+    missing, negative or outside its image, raises naming the file, the annotation id and the
+    image; boxes of zero width or height are left out.
+    """
 
     def load_target(self, index: int) -> Target:
         """The kept annotations of sample ``index`` as a target, boxes checked against the
@@ -350,6 +368,44 @@ class COCODetection(COCOImages, DetectionDataset):
         )
         image_id = self.image_ids[index]
         return select_instances(make_target(clipped, labels, image_id, size, iscrowd=crowd), keep)
+
+
+@DATASETS.register("coco", task="instance")
+class COCOInstances(COCOObjects, InstanceDataset):
+    """Images of a COCO-format file with one mask per instance annotation.
+
+    The chosen categories are classes from 0, as for detection (see the module docstring for
+    ``annotations``, ``images`` and ``categories``); objects of other categories are left out.
+    Masks are decoded from polygons and from compressed or uncompressed RLE at the size the
+    image record gives, each checked against the rules of the format
+    (:mod:`fcnlab.data.coco_masks`); boxes are derived from the masks, the file's ``bbox`` is not
+    read. Crowd annotations are kept, with their mask, flagged ``iscrowd = 1`` (``crowd="object"``
+    reads them as ordinary objects). Annotations whose mask covers no pixel are left out; images
+    without annotations are kept as negatives unless ``drop_empty=True``. ``image_id`` is the
+    file's image id.
+
+    An annotation of a category the file does not declare, a polygon of fewer than 3 points, an
+    RLE whose size is not its image's, any other broken segmentation, and an image whose size
+    differs from its record raise :class:`~fcnlab.data.io.DataFormatError` naming the file and the
+    annotation id; with ``skip_invalid=True`` the image is logged, counted and skipped.
+    """
+
+    def image_id(self, index: int) -> int:
+        """The file's id of sample ``index``'s image."""
+        return self.image_ids[index]
+
+    def load_instances(self, index: int) -> Instances:
+        """The masks of sample ``index``'s kept annotations at its record's size."""
+        height, width = self.image_size(index)
+        kept = self.kept_annotations(index)
+        masks = [self.instance_mask(index, annotation) for annotation, _ in kept]
+        stacked = np.stack(masks) if masks else np.zeros((0, height, width), dtype=bool)
+        return Instances(
+            torch.from_numpy(stacked),
+            [label for _, label in kept],
+            [self.describe(index, annotation) for annotation, _ in kept],
+            [int(self.is_crowd(annotation)) for annotation, _ in kept],
+        )
 
 
 def merge_instance_masks(
