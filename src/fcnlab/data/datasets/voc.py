@@ -2,7 +2,9 @@
 
 - segmentation: VOC 2012 ``SegmentationClass/`` class maps, optionally augmented with SBD
   (Hariharan et al., ICCV 2011);
-- detection: VOC 2007/2012 ``Annotations/*.xml`` boxes.
+- detection: VOC 2007/2012 ``Annotations/*.xml`` boxes;
+- instance: VOC 2012 ``SegmentationObject/`` instance maps, each instance's class read from
+  ``SegmentationClass/``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import torch
 from fcnlab.data.base import (
     DetectionDataset,
     FileDataset,
+    InstanceDataset,
+    Instances,
     Sample,
     SegmentationDataset,
     Transforms,
@@ -32,6 +36,7 @@ VOC_LAYOUT = """\
 VOCdevkit/VOC2012/                      <- root (or VOC2007 for boxes)
 ├── JPEGImages/2007_000032.jpg
 ├── SegmentationClass/2007_000032.png   (segmentation: palette PNG, class indices, 255 = border)
+├── SegmentationObject/2007_000032.png  (instance: palette PNG, instances 1..K, 255 = border)
 ├── Annotations/2007_000032.xml         (detection: size, object/name, difficult, bndbox)
 └── ImageSets/{Segmentation,Main}/{train,val,trainval,test}.txt
 """
@@ -48,9 +53,16 @@ VOC_COLOUR_ADVICE = (
     "VOC's SegmentationClass masks are palette ('P') PNGs whose stored values are the classes, "
     "so restore this file from the devkit or save it again as a palette PNG of class indices"
 )
+VOC_OBJECT_COLOUR_ADVICE = (
+    "VOC's SegmentationObject masks are palette ('P') PNGs whose stored values number the "
+    "instances (1..K, 0 background, 255 border), so restore this file from the devkit or save it "
+    "again as a palette PNG of instance numbers"
+)
 # The 20 object classes, 0-based: the segmentation classes without the background.
 VOC_OBJECT_CLASSES = VOC_CLASSES[1:]
 BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
+# The border and void regions of SegmentationClass and SegmentationObject.
+VOID = 255
 
 
 class VOCImages(FileDataset):
@@ -176,6 +188,79 @@ class VOCDetection(VOCImages, DetectionDataset):
         if not self.keep_difficult:
             keep &= target["difficult"] == 0
         return select_instances(target, keep)
+
+
+@DATASETS.register("voc", task="instance")
+class VOCInstances(VOCImages, InstanceDataset):
+    """VOC 2012 instance masks of the 20 object classes (``VOC_CLASSES`` without the background).
+
+    ``SegmentationObject/{id}.png`` numbers the objects of an image 1..K (0 background, 255 the
+    border and void regions around objects, which belong to no instance and are ignored); each
+    object's class is the class that ``SegmentationClass/{id}.png`` gives its pixels (255 there
+    counts for nothing). An object whose pixels carry more than one class, or none of the 20, raises
+    :class:`~fcnlab.data.io.DataFormatError` naming the file and the instance. The images are
+    those of ``ImageSets/Segmentation/{split}.txt``; ``image_id`` is the sample's position in that
+    list (``ids[image_id]`` is its VOC id). VOC marks no crowds and no difficult objects in these
+    files: both flags are 0.
+    """
+
+    splits = ("train", "val", "trainval")
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        transforms: Callable[..., Any] | None = None,
+        skip_invalid: bool = False,
+    ) -> None:
+        samples = self.open_split(root, split, "Segmentation", "SegmentationObject", ".png")
+        super().__init__(samples, VOC_OBJECT_CLASSES, transforms, skip_invalid)
+
+    def load_instances(self, index: int) -> Instances:
+        """The objects of ``SegmentationObject/{id}.png``, classed by ``SegmentationClass``."""
+        object_path = self.samples[index][1]
+        class_path = self.root / "SegmentationClass" / object_path.name
+        objects = read_mask(object_path, colour_advice=VOC_OBJECT_COLOUR_ADVICE)
+        classes = read_mask(class_path, colour_advice=VOC_COLOUR_ADVICE)
+        if objects.shape != classes.shape:
+            raise DataFormatError(
+                class_path,
+                f"mask is {classes.shape[0]}x{classes.shape[1]} but its instance mask "
+                f"'{object_path}' is {objects.shape[0]}x{objects.shape[1]} (height x width)",
+            )
+        numbers = [int(v) for v in torch.unique(objects) if 0 < v < VOID]
+        masks = objects[None] == torch.tensor(numbers, dtype=objects.dtype).reshape(-1, 1, 1)
+        labels = [
+            instance_class(classes[mask], number, object_path, class_path)
+            for number, mask in zip(numbers, masks, strict=True)
+        ]
+        return Instances(masks, labels, [f"instance {number}" for number in numbers])
+
+
+def instance_class(values: torch.Tensor, number: int, object_path: Path, class_path: Path) -> int:
+    """The 0-based object class of instance ``number``, from the ``SegmentationClass`` values on
+    its pixels: one of classes 1..20, the void 255 not counted; anything else raises."""
+    found, counts = torch.unique(values[values != VOID], return_counts=True)
+    if len(found) == 1 and 1 <= int(found[0]) < len(VOC_CLASSES):
+        return int(found[0]) - 1
+    if len(found) == 0:
+        seen = "only void (255) pixels"
+    else:
+        seen = ", ".join(
+            f"{_class_name(int(value))} on {int(count)} pixel{'' if count == 1 else 's'}"
+            for value, count in zip(found, counts, strict=True)
+        )
+    raise DataFormatError(
+        object_path,
+        f"instance {number} covers {seen} in '{class_path}'; an instance must be of one of the "
+        "20 object classes (1-20)",
+    )
+
+
+def _class_name(value: int) -> str:
+    """``class 15 (person)``; a value outside VOC's classes is named as such."""
+    name = VOC_CLASSES[value] if 0 <= value < len(VOC_CLASSES) else "not a VOC class"
+    return f"class {value} ({name})"
 
 
 def read_split_list(root: Path, split: str, lists: str = "Segmentation") -> list[str]:
