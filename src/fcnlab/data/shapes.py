@@ -3,8 +3,11 @@
 Each image holds one to a few shapes (disk, square, triangle, ring, bar, cross) of random size,
 rotation, colour and texture on a textured background, with mild noise; later shapes occlude
 earlier ones, in the mask as in the image. Colours are drawn independently of the class, so a model
-has to learn shape, not colour. Sample ``i`` is generated from a generator seeded by
-``(seed, split, i)``: random access, repeated epochs and DataLoader workers all see the same data.
+has to learn shape, not colour. With ``touching > 0`` a new shape may copy the class of an earlier
+one and be placed against it, overlapping it a little or sharing its outline: one region in the
+class map, two instances (the instance view's default). Sample ``i`` is generated from a generator
+seeded by ``(seed, split, i)``: random access, repeated epochs and DataLoader workers all see the
+same data.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from fcnlab.data.registry import DATASETS
-from fcnlab.data.targets import make_target
+from fcnlab.data.targets import Target, make_instance_target, make_target
+from fcnlab.ops.masks import masks_to_boxes
 
 SHAPE_KINDS = ("disk", "square", "triangle", "ring", "bar", "cross")
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
@@ -38,6 +42,7 @@ TARGETS = {
     "mask": ShapesTarget("segmentation", background=True),
     "dominant": ShapesTarget("classification", background=True),
     "boxes": ShapesTarget("detection", background=False),
+    "instances": ShapesTarget("instance", background=False),
 }
 # Background black, then one well-separated colour per shape kind (for drawing masks only).
 SHAPES_PALETTE = np.array(
@@ -61,6 +66,10 @@ PLACEMENT_TRIES = 20
 # than MIN_CONTRAST, so that outlines, not texture edges, are what stands out.
 BACKGROUND_CONTRAST = 0.2
 SHAPE_TEXTURE = 0.12
+# The instance view's share of shapes placed against an earlier shape of their class.
+INSTANCE_TOUCHING = 0.5
+# How finely a touching shape's distance from its neighbour is searched, in pixels.
+TOUCH_STEP = 0.25
 
 
 def shape_mask(
@@ -159,13 +168,17 @@ class Shapes(Dataset):
     most pixels (``dominant_class``), for image-level classification; ``target="boxes"`` returns
     a detection target (:mod:`fcnlab.data.targets`) of the visible shapes, labels 0-based over
     the shape kinds (no background), which the joint transforms (:mod:`fcnlab.data.transforms`)
-    move with the image. ``num_classes`` is always the data set's ``num_classes``: with masks it
-    counts the background, with boxes only the kinds (so 6 means five kinds with masks, all six
-    with boxes). ``size`` is an int or (H, W); ``scale`` bounds the shape radius as a fraction
-    of the smaller side. Difficulty knobs: ``shapes_per_image``, ``scale``, ``texture``
-    (strength of the background and shape textures, 0 = flat colours) and ``noise`` (Gaussian
-    standard deviation). ``cache=True`` keeps every rendered sample in memory (per process), for
-    many epochs over a small set.
+    move with the image; ``target="instances"`` the same with each shape's visible pixels as
+    ``masks`` (K, H, W) and the boxes derived from them. ``num_classes`` is always the data
+    set's ``num_classes``: with masks it counts the background, with boxes and instances only
+    the kinds (so 6 means five kinds with masks, all six with boxes). ``size`` is an int or
+    (H, W); ``scale`` bounds the shape radius as a fraction of the smaller side. Difficulty
+    knobs: ``shapes_per_image``, ``scale``, ``texture`` (strength of the background and shape
+    textures, 0 = flat colours), ``noise`` (Gaussian standard deviation) and ``touching`` (the
+    probability that a shape after the first copies the class of an earlier one and is placed
+    against it, so that touching objects of one class are common; 0, the default, draws exactly
+    the images it always drew). ``cache=True`` keeps every rendered sample in memory (per
+    process), for many epochs over a small set.
     """
 
     ignore_index = 255
@@ -183,6 +196,7 @@ class Shapes(Dataset):
         scale: tuple[float, float] = (0.15, 0.3),
         texture: float = 1.0,
         noise: float = 0.03,
+        touching: float = 0.0,
         cache: bool = False,
     ) -> None:
         if target not in TARGETS:
@@ -201,6 +215,8 @@ class Shapes(Dataset):
             raise ValueError(f"Shapes shapes_per_image={shapes_per_image}: expected 1 <= lo <= hi")
         if not 0 < scale[0] <= scale[1] <= 0.5:
             raise ValueError(f"Shapes scale={scale}: expected 0 < lo <= hi <= 0.5")
+        if not 0 <= touching <= 1:
+            raise ValueError(f"Shapes touching={touching}: expected a probability in [0, 1]")
         self.num_images = num_images
         self.height, self.width = (size, size) if isinstance(size, int) else size
         self.seed = seed
@@ -211,6 +227,7 @@ class Shapes(Dataset):
         self.scale = scale
         self.texture = texture
         self.noise = noise
+        self.touching = touching
         self.kinds = SHAPE_KINDS[: num_classes - background]
         self.classes = ("background", *self.kinds) if background else self.kinds
         # palette[c] is the colour of class c, so boxes drop the background's black
@@ -226,7 +243,8 @@ class Shapes(Dataset):
 
     @property
     def task(self) -> str:
-        """``"segmentation"``, ``"classification"`` or ``"detection"``, by ``target``."""
+        """``"segmentation"``, ``"classification"``, ``"detection"`` or ``"instance"``, by
+        ``target``."""
         return TARGETS[self.target].task
 
     def __len__(self) -> int:
@@ -249,11 +267,18 @@ class Shapes(Dataset):
         labels: list[int] = []
         lo, hi = self.shapes_per_image
         for _ in range(int(rng.integers(lo, hi + 1))):
-            placed = self._place(rng, instances, areas)
+            placed, neighbour = None, None
+            # drawn only when touching > 0, so that the default images never change
+            if self.touching > 0 and labels and rng.random() < self.touching:
+                touching = self._place_touching(rng, instances, areas, labels)
+                if touching is not None:
+                    placed, neighbour = touching[:2], touching[2]
+            if placed is None:
+                placed = self._place(rng, instances, areas)
             if placed is None:
                 continue
             label, inside = placed
-            image[inside] = self._fill(rng, image, inside)
+            image[inside] = self._fill(rng, image, inside, neighbour)
             instances[inside] = len(labels)
             areas.append(int(inside.sum()))
             labels.append(label)
@@ -282,12 +307,87 @@ class Shapes(Dataset):
                 return label, inside
         return None
 
-    def _fill(self, rng: np.random.Generator, image: np.ndarray, inside: np.ndarray) -> np.ndarray:
-        """Pixels of a shape: a random colour contrasting with what it covers, mildly textured."""
-        under = image[inside].mean(axis=0)
+    def _place_touching(
+        self,
+        rng: np.random.Generator,
+        instances: np.ndarray,
+        areas: list[int],
+        labels: list[int],
+    ) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """Draw a shape of the class of a random earlier shape, pushed from that shape's centre
+        along a random direction until it just stops overlapping it: it shares its outline, or
+        (when the last step leaves a gap of background) overlaps it by a sliver. Returns the
+        label, the new shape's pixels and the neighbour's visible pixels; None when no try keeps
+        it in the image while hiding at most ``MAX_OCCLUDED`` of every earlier shape."""
+        for _ in range(PLACEMENT_TRIES):
+            k = int(rng.integers(len(labels)))
+            label, neighbour = labels[k], instances == k
+            kind = self.kinds[label - 1]
+            radius = rng.uniform(*self.scale) * min(self.height, self.width)
+            aspect = rng.uniform(0.4, 0.55) if kind == "ring" else rng.uniform(0.25, 0.35)
+            angle, direction = rng.uniform(0, 2 * np.pi, 2)
+            inside = self._against(neighbour, kind, radius, angle, aspect, direction)
+            if inside is None:
+                continue
+            hidden = np.bincount(instances[inside & (instances >= 0)], minlength=len(areas))
+            if all(hidden[j] <= MAX_OCCLUDED * areas[j] for j in range(len(areas))):
+                return label, inside, neighbour & ~inside
+        return None
+
+    def _against(
+        self,
+        neighbour: np.ndarray,
+        kind: str,
+        radius: float,
+        angle: float,
+        aspect: float,
+        direction: float,
+    ) -> np.ndarray | None:
+        """The pixels of a shape moved from the centre of ``neighbour`` (H, W) along
+        ``direction`` to where it just touches it; None when its centre would leave the image
+        (by ``shape``'s margin) or the two do not overlap to start with."""
+        h, w = self.height, self.width
+        rows, cols = np.nonzero(neighbour)
+        if len(rows) == 0:
+            return None
+        start = np.array([cols.mean() + 0.5, rows.mean() + 0.5])
+        step = np.array([np.cos(direction), np.sin(direction)])
+
+        def shape_at(distance: float) -> np.ndarray:
+            centre = start + distance * step
+            return shape_mask(kind, h, w, (centre[0], centre[1]), radius, angle, aspect)
+
+        # Bisect between a distance where the two overlap and one where they cannot.
+        near = 0.0
+        far = 1.25 * radius + float(np.hypot(cols + 0.5 - start[0], rows + 0.5 - start[1]).max())
+        if not (shape_at(near) & neighbour).any():
+            return None
+        while far - near > TOUCH_STEP:
+            middle = (near + far) / 2
+            near, far = (middle, far) if (shape_at(middle) & neighbour).any() else (near, middle)
+        # Just apart, when no background is left between them; else just overlapping.
+        distance = far if (_grown(shape_at(far)) & neighbour).any() else near
+        centre = start + distance * step
+        margin = 0.7 * radius
+        if not (margin <= centre[0] <= w - margin and margin <= centre[1] <= h - margin):
+            return None
+        return shape_at(distance)
+
+    def _fill(
+        self,
+        rng: np.random.Generator,
+        image: np.ndarray,
+        inside: np.ndarray,
+        neighbour: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Pixels of a shape: a random colour contrasting with what it covers (and with the
+        ``neighbour`` it touches, if any), mildly textured."""
+        under = [image[inside].mean(axis=0)]
+        if neighbour is not None and neighbour.any():
+            under.append(image[neighbour].mean(axis=0))
         colour = rng.uniform(0, 1, 3).astype(np.float32)
         for _ in range(PLACEMENT_TRIES):
-            if np.abs(colour - under).mean() >= MIN_CONTRAST:
+            if all(np.abs(colour - other).mean() >= MIN_CONTRAST for other in under):
                 break
             colour = rng.uniform(0, 1, 3).astype(np.float32)
         texture = _textured(rng, self.height, self.width, contrast=self.texture * SHAPE_TEXTURE)[
@@ -318,7 +418,7 @@ class Shapes(Dataset):
         """The mask of sample ``index`` before transforms, int64 (H, W)."""
         return self.load(index)[1]
 
-    def load_boxes(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    def load_boxes(self, index: int) -> tuple[torch.Tensor, Target]:
         """``(image, target)`` of sample ``index`` before transforms: the visible shapes'
         boxes with 0-based labels, ``image_id`` = ``index``."""
         image, instances, labels = self._rendered(index)
@@ -326,9 +426,18 @@ class Shapes(Dataset):
         target = make_target(found["boxes"], found["labels"] - 1, index, (self.height, self.width))
         return image, target
 
+    def load_instances(self, index: int) -> tuple[torch.Tensor, Target]:
+        """``(image, target)`` of sample ``index`` before transforms: the visible shapes'
+        masks (K, H, W) with 0-based labels and the boxes of the masks, ``image_id`` =
+        ``index``."""
+        image, instances, labels = self._rendered(index)
+        found = _instances(instances, labels)
+        return image, make_instance_target(found["masks"], found["labels"] - 1, index)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
-        if self.target == "boxes":
-            image, target = self.load_boxes(index)
+        if self.target in ("boxes", "instances"):
+            load = self.load_boxes if self.target == "boxes" else self.load_instances
+            image, target = load(index)
             if self.transforms is not None:
                 image, target = self.transforms(image, target)
             return image, {**target, "image_size": (int(image.shape[1]), int(image.shape[2]))}
@@ -357,15 +466,17 @@ def _instances(instances: torch.Tensor, labels: list[int]) -> dict[str, torch.Te
     keep = masks.flatten(1).any(dim=1)
     masks = masks[keep]
     kept_labels = torch.tensor(labels, dtype=torch.int64).reshape(-1)[keep]
-    rows, cols = masks.any(dim=2), masks.any(dim=1)  # (K, H), (K, W)
-    width, height = cols.shape[1], rows.shape[1]
-    # the first and last covered column / row: argmax finds the first True
-    x1 = cols.int().argmax(dim=1)
-    x2 = width - cols.flip(1).int().argmax(dim=1)
-    y1 = rows.int().argmax(dim=1)
-    y2 = height - rows.flip(1).int().argmax(dim=1)
-    boxes = torch.stack([x1, y1, x2, y2], dim=1).float()
-    return {"boxes": boxes, "labels": kept_labels, "masks": masks}
+    return {"boxes": masks_to_boxes(masks), "labels": kept_labels, "masks": masks}
+
+
+def _grown(mask: np.ndarray) -> np.ndarray:
+    """``mask`` (H, W) grown by one pixel up, down, left and right (4-neighbour dilation)."""
+    grown = mask.copy()
+    grown[1:] |= mask[:-1]
+    grown[:-1] |= mask[1:]
+    grown[:, 1:] |= mask[:, :-1]
+    grown[:, :-1] |= mask[:, 1:]
+    return grown
 
 
 @DATASETS.register("shapes")
@@ -389,7 +500,34 @@ def build_shapes_boxes(
     **options: Any,
 ) -> Shapes:
     """``Shapes(target="boxes")`` through the registry, for ``task="detection"``."""
-    target = options.pop("target", "boxes")
-    if target != "boxes":
-        raise ValueError(f"shapes with task='detection' has target 'boxes', not {target!r}")
-    return build_shapes(root, split, transforms, target="boxes", **options)
+    return build_target_view("boxes", root, split, transforms, options)
+
+
+@DATASETS.register("shapes", task="instance")
+def build_shapes_instances(
+    root: object = None,
+    split: str = "train",
+    transforms: Callable[..., Any] | None = None,
+    **options: Any,
+) -> Shapes:
+    """``Shapes(target="instances")`` through the registry, for ``task="instance"``; its
+    ``touching`` defaults to ``INSTANCE_TOUCHING``, so that touching shapes of one class (one
+    region of the class map, two instances) are common."""
+    options.setdefault("touching", INSTANCE_TOUCHING)
+    return build_target_view("instances", root, split, transforms, options)
+
+
+def build_target_view(
+    target: str,
+    root: object,
+    split: str,
+    transforms: Callable[..., Any] | None,
+    options: dict[str, Any],
+) -> Shapes:
+    """``Shapes(target=target)`` through ``build_shapes``; ``options`` may repeat that target
+    but not name another."""
+    named = options.pop("target", target)
+    if named != target:
+        task = TARGETS[target].task
+        raise ValueError(f"shapes with task={task!r} has target {target!r}, not {named!r}")
+    return build_shapes(root, split, transforms, target=target, **options)
