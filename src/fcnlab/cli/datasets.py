@@ -2,7 +2,8 @@
 
 ``check`` loads every image and mask of each split, collects the problems (file, reason) instead
 of stopping at the first one, and tabulates images per split and class pixel frequencies (with
-``--task detection``: every image and its boxes, and boxes per class); the exit status is 1 when
+``--task detection``: every image and its boxes, and boxes per class; with ``--task instance``:
+every image and its instance masks, and instances per class); the exit status is 1 when
 any problem was found, an empty split included. File names are printed literally: rich markup
 would read ``set[v2]/a.jpg`` as a style tag and print ``set/a.jpg``.
 """
@@ -73,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=task_names(),
         default=DEFAULT_TASK,
         help="the annotations to check and count: masks (default: class pixel frequencies), "
-        "boxes (voc, coco: boxes per class)",
+        "boxes (detection; voc, coco: boxes per class), instance masks (instance; voc, coco, "
+        "cityscapes: instances per class)",
     )
     check.add_argument(
         "--option",
