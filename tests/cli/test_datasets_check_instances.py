@@ -12,13 +12,6 @@ from helpers.instance_fixtures import write_cityscapes_instances, write_voc_inst
 
 from fcnlab.cli.main import main
 from fcnlab.data.palettes import COCO_CATEGORIES
-from fcnlab.tasks import task_names
-
-# The instance task registers itself from fcnlab.tasks.instance; until it does, --task instance
-# is not a choice of the command.
-pytestmark = pytest.mark.skipif(
-    "instance" not in task_names(), reason="the instance task is not registered"
-)
 
 PERSON, DOG = 1, 18
 
