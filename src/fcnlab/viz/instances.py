@@ -41,7 +41,7 @@ def instance_id_map(masks: ArrayLike, scores: ArrayLike | None = None) -> np.nda
     """(H, W) int64 instance ids from bool masks (K, H, W): 0 for background, ``k + 1`` where
     ``masks[k]`` holds; where masks overlap, the instance with the higher score wins (ties and
     ``scores=None``: the earlier one)."""
-    stack = to_numpy(masks).astype(bool)
+    stack = to_numpy(masks).astype(bool, copy=False)
     if stack.ndim != 3:
         raise ValueError(f"instance_id_map needs (K, H, W) masks, got shape {stack.shape}")
     ids = np.zeros(stack.shape[1:], dtype=np.int64)
@@ -53,7 +53,7 @@ def instance_id_map(masks: ArrayLike, scores: ArrayLike | None = None) -> np.nda
 def mask_outline(mask: ArrayLike, width: int = 1) -> np.ndarray:
     """(H, W) bool: the pixels of ``mask`` (H, W) within ``width`` steps (4-neighbour) of a pixel
     outside it; the image's border counts as outside, so a mask cut by it is closed."""
-    inside = to_numpy(mask).astype(bool)
+    inside = to_numpy(mask).astype(bool, copy=False)
     if inside.ndim != 2:
         raise ValueError(f"mask_outline needs an (H, W) mask, got shape {inside.shape}")
     if width < 1:
@@ -91,7 +91,7 @@ def draw_instances(
     (H * scale, W * scale, 3).
     """
     rgb = to_rgb(image)
-    stack = to_numpy(masks).astype(bool)
+    stack = to_numpy(masks).astype(bool, copy=False)
     label_array = to_numpy(labels).astype(np.int64).reshape(-1)
     score_array = None if scores is None else to_numpy(scores).astype(np.float64).reshape(-1)
     if stack.ndim != 3 or stack.shape[1:] != rgb.shape[:2]:
@@ -126,32 +126,33 @@ def draw_instances(
     owned = ids > 0
     picture[owned] = (1 - alpha) * picture[owned] + alpha * colours[ids[owned] - 1]
     picture = np.round(picture).astype(np.uint8)
+    spans = [_span(mask) for mask in stack]
     # Least confident first, so the most confident outlines and captions end up on top.
     for k in reversed(ranking):
-        rows, cols = np.nonzero(stack[k].any(axis=1))[0], np.nonzero(stack[k].any(axis=0))[0]
-        if not len(rows):
+        if spans[k] is None:
             continue
-        top, bottom = rows[0] * scale, (rows[-1] + 1) * scale
-        left, right = cols[0] * scale, (cols[-1] + 1) * scale
-        region = _enlarge(stack[k], scale)[top:bottom, left:right]
-        edge = mask_outline(region, line_width)
+        top, bottom, left, right = spans[k]
+        # The crop is exact: every pixel outside a mask's box is outside the mask.
+        edge = mask_outline(_enlarge(stack[k, top:bottom, left:right], scale), line_width)
         shade = np.round(colours[k] * OUTLINE_SHADE).astype(np.uint8)
-        picture[top:bottom, left:right][edge] = shade
+        picture[top * scale : bottom * scale, left * scale : right * scale][edge] = shade
     if not show_text or not len(stack):
         return picture
     drawn = Image.fromarray(picture)
     draw = ImageDraw.Draw(drawn)
     font = ImageFont.load_default()
     for k in reversed(ranking):
-        if not stack[k].any():
+        if spans[k] is None:
             continue
+        top, bottom, left, right = spans[k]
         text = caption_text(
             int(label_array[k]), None if score_array is None else score_array[k], names
         )
         width, height = caption_size(draw, text, font)
-        x, y = _label_point(stack[k])
-        corner_x = min(max(round((x + 0.5) * scale - width / 2), 0), max(drawn.width - width, 0))
-        corner_y = min(max(round((y + 0.5) * scale - height / 2), 0), max(drawn.height - height, 0))
+        x, y = _label_point(stack[k, top:bottom, left:right])
+        x, y = (x + left + 0.5) * scale, (y + top + 0.5) * scale
+        corner_x = min(max(round(x - width / 2), 0), max(drawn.width - width, 0))
+        corner_y = min(max(round(y - height / 2), 0), max(drawn.height - height, 0))
         draw_caption(draw, text, (corner_x, corner_y), colours[k], font)
     return np.asarray(drawn).copy()
 
@@ -207,6 +208,15 @@ def _enlarge(array: np.ndarray, scale: int) -> np.ndarray:
     if scale == 1:
         return array
     return array.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def _span(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    # (top, bottom, left, right), the rows and columns of the mask's box (bottom and right
+    # exclusive); None for an empty mask.
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def _label_point(mask: np.ndarray) -> tuple[int, int]:
