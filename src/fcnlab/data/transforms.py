@@ -19,10 +19,11 @@ scales them by the exact ratio of output to input size (bilinear resizing with
 ``align_corners=False`` maps pixel edges onto pixel edges), a flip maps ``x`` to ``W - x`` and a
 crop shifts them and clips them to the window; a box cut below :func:`crop_boxes`'s rule is
 dropped with all its instance's fields. A target holding instance ``masks`` is an instance
-target: its masks decide, as in detectron2 and torchvision's Mask R-CNN references. Its boxes are
-recomputed from the moved masks (a crop that cuts a ring in two gives the box of what is left,
-not the clipped box of the whole ring), and an instance is dropped exactly when its mask has no
-pixel left. Photometric steps (colour jitter, normalisation) change the image alone.
+target, and its masks decide (detectron2's ``DatasetMapper`` with ``recompute_boxes`` and
+``filter_empty_instances``): its boxes are recomputed from the moved masks (a crop that cuts a
+ring in two gives the box of what is left, not the clipped box of the whole ring), and an
+instance is dropped exactly when its mask has no pixel left. Photometric steps (colour jitter,
+normalisation) change the image alone.
 
 Randomness comes from ``generator`` when one is given, else from torch's global generator, which
 the DataLoader seeds differently in every worker (``base_seed + worker_id``): ``torch.manual_seed``
