@@ -75,3 +75,25 @@ def test_instance_pictures_rows_of_image_truth_and_prediction(
     plain = TransformConfig(normalize=False)
     write_instance_pictures(model, TinyInstances(plain), 1, plain, tmp_path / "plain.png")
     assert drawn["args"][4:] == (None, None)
+
+
+def test_instance_pictures_of_a_real_condinst_on_shapes(tmp_path: Path) -> None:
+    from fcnlab.data import build_dataset, eval_transforms
+    from fcnlab.models import build_model
+
+    transforms = TransformConfig()
+    dataset = build_dataset(
+        "shapes", root=None, split="val", task="instance", num_images=2, size=36,
+        transforms=eval_transforms(None, mean=transforms.mean, std=transforms.std),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(
+        "condinst", len(dataset.classes), encoder="vgg16_bn", encoder_options={"width": 0.125},
+        fpn_channels=32, head_depth=1, mask_branch_channels=16, mask_branch_depth=2,
+    )  # fmt: skip
+    path = write_instance_pictures(
+        model, dataset, 2, transforms, tmp_path / "instances.png", score_threshold=0.0
+    )
+    assert path is not None and model.training
+    with Image.open(path) as png:
+        assert png.size == (1200, 800)
