@@ -39,6 +39,18 @@ def text_colour(colour: ArrayLike) -> tuple[int, int, int]:
     return (0, 0, 0) if 0.299 * red + 0.587 * green + 0.114 * blue > 140 else (255, 255, 255)
 
 
+def check_one_per_object(
+    caller: str, noun: str, count: int, labels: np.ndarray, scores: np.ndarray | None
+) -> None:
+    """Raise unless there are ``count`` labels (and scores, when given), one per ``noun``."""
+    if len(labels) != count or (scores is not None and len(scores) != count):
+        counts = f"{count} {noun}es" if noun.endswith("x") else f"{count} {noun}s"
+        counts += f", {len(labels)} labels"
+        if scores is not None:
+            counts += f", {len(scores)} scores"
+        raise ValueError(f"{caller} needs one label (and score) per {noun}, got {counts}")
+
+
 def caption_text(label: int, score: float | None, class_names: Sequence[str] | None) -> str:
     """An object's caption: its class name (its label number without names) and its score to
     two decimals, when it has one (ground truth has none)."""
@@ -100,13 +112,7 @@ def draw_detections(
     box_array = to_numpy(boxes).astype(np.float64).reshape(-1, 4) * scale
     label_array = to_numpy(labels).astype(np.int64).reshape(-1)
     score_array = None if scores is None else to_numpy(scores).astype(np.float64).reshape(-1)
-    if len(label_array) != len(box_array) or (
-        score_array is not None and len(score_array) != len(box_array)
-    ):
-        counts = f"{len(box_array)} boxes, {len(label_array)} labels"
-        if score_array is not None:
-            counts += f", {len(score_array)} scores"
-        raise ValueError(f"draw_detections needs one label (and score) per box, got {counts}")
+    check_one_per_object("draw_detections", "box", len(box_array), label_array, score_array)
     needed = max(int(label_array.max(initial=-1)) + 1, len(class_names or ()), 1)
     colours = default_palette(needed) if palette is None else as_palette(palette)
     if len(label_array) and (label_array.min() < 0 or label_array.max() >= len(colours)):

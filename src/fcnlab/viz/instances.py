@@ -17,7 +17,14 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
-from fcnlab.viz.boxes import caption_size, caption_text, draw_caption, legible_scale, plot_panels
+from fcnlab.viz.boxes import (
+    caption_size,
+    caption_text,
+    check_one_per_object,
+    draw_caption,
+    legible_scale,
+    plot_panels,
+)
 from fcnlab.viz.colours import ArrayLike, to_numpy, to_rgb
 
 # The golden ratio's conjugate: hues k * GOLDEN (mod 1) never repeat and any few consecutive
@@ -99,13 +106,7 @@ def draw_instances(
             f"draw_instances needs (K, H, W) masks of the image's {rgb.shape[:2]} pixels, got "
             f"shape {stack.shape}"
         )
-    if len(label_array) != len(stack) or (
-        score_array is not None and len(score_array) != len(stack)
-    ):
-        counts = f"{len(stack)} masks, {len(label_array)} labels"
-        if score_array is not None:
-            counts += f", {len(score_array)} scores"
-        raise ValueError(f"draw_instances needs one label (and score) per mask, got {counts}")
+    check_one_per_object("draw_instances", "mask", len(stack), label_array, score_array)
     names = list(class_names) if class_names is not None else None
     if len(label_array) and (
         label_array.min() < 0 or (names is not None and label_array.max() >= len(names))

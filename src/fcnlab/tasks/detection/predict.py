@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -60,14 +61,26 @@ def write_detections(
         print_literal(
             console, f"{path} -> {out / path.stem}_boxes.png ({len(found['scores'])} boxes)"
         )
-    for k, entry in enumerate(entries):
-        entry["id"] = k + 1
-    results = {
-        "images": listed,
-        "categories": [{"id": k + 1, "name": name} for k, name in enumerate(metadata.classes)],
-        "annotations": entries,
-    }
-    path = out / "detections.json"
-    path.write_text(json.dumps(results, indent=1) + "\n")
-    result.written.append(path)
+    result.written.append(
+        write_coco_results(out / "detections.json", listed, entries, metadata.classes)
+    )
     return result
+
+
+def write_coco_results(
+    path: Path,
+    images: list[dict[str, Any]],
+    entries: list[dict[str, Any]],
+    classes: Sequence[str],
+) -> Path:
+    """``path``: COCO result ``entries`` in a file that pycocotools reads with ``COCO(path)``:
+    {"images", "categories" (id = label + 1, name), "annotations" (the entries, given an "id"
+    from 1 in order)}."""
+    annotations = [{**entry, "id": k + 1} for k, entry in enumerate(entries)]
+    results = {
+        "images": images,
+        "categories": [{"id": k + 1, "name": name} for k, name in enumerate(classes)],
+        "annotations": annotations,
+    }
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    return path

@@ -3,9 +3,12 @@ predictions, precision-recall curves."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 from rich.table import Table
 from torch import nn
 from torch.utils.data import Dataset
@@ -40,6 +43,22 @@ def detection_palette(dataset: Dataset, num_classes: int) -> np.ndarray:
     return default_palette(num_classes)
 
 
+def first_samples(
+    model: nn.Module, dataset: Dataset, count: int, infer: Callable[[torch.Tensor], Any]
+) -> tuple[list[tuple[torch.Tensor, Any]], list[Any]]:
+    """The first ``count`` (image, target) samples of ``dataset`` and ``infer(image[None])`` of
+    each, ``model`` in eval mode meanwhile (its mode is restored after): a run's pictures of
+    its validation images, as the model sees them."""
+    samples = [dataset[i] for i in range(min(count, len(dataset)))]  # type: ignore[arg-type]
+    was_training = model.training
+    model.eval()
+    try:
+        found = [infer(image[None]) for image, _ in samples]
+    finally:
+        model.train(was_training)
+    return samples, found
+
+
 def write_detection_pictures(
     model: nn.Module,
     dataset: Dataset,
@@ -51,17 +70,14 @@ def write_detection_pictures(
 ) -> Path | None:
     """``detections.png``: ground truth | prediction (detections scoring at least
     ``score_threshold``) for the first ``count`` images of ``dataset``, as the model sees them."""
-    count = min(count, len(dataset))  # type: ignore[arg-type]
-    if count == 0:
+    samples, found = first_samples(
+        model,
+        dataset,
+        count,
+        lambda batch: detect(model, batch, amp, score_threshold=score_threshold)[0],
+    )
+    if not samples:
         return None
-    samples = [dataset[i] for i in range(count)]
-    was_training = model.training
-    model.eval()
-    try:
-        found = [detect(model, image[None], amp, score_threshold=score_threshold)[0]
-                 for image, _ in samples]  # fmt: skip
-    finally:
-        model.train(was_training)
     num_classes = int(getattr(model, "num_classes", len(getattr(dataset, "classes", ()))))
     mean, std = (transforms.mean, transforms.std) if transforms.normalize else (None, None)
     figure = plot_detections(

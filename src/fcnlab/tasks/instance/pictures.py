@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 from fcnlab.config import TransformConfig
 from fcnlab.ops.masks import paste_masks
 from fcnlab.tasks.base import class_names
+from fcnlab.tasks.detection.report import first_samples
 from fcnlab.tasks.instance.evaluate import segment_instances
 from fcnlab.viz.instances import plot_instances
 from fcnlab.viz.plots import save_figure
@@ -28,19 +29,14 @@ def write_instance_pictures(
     """``instances.png``: image | ground truth | prediction (instances scoring at least
     ``score_threshold``) for the first ``count`` images of ``dataset``, as the model sees them
     (``transforms``' mean and std undo the normalisation for drawing); None for no images."""
-    count = min(count, len(dataset))  # type: ignore[arg-type]
-    if count == 0:
+    samples, found = first_samples(
+        model,
+        dataset,
+        count,
+        lambda batch: segment_instances(model, batch, amp, score_threshold=score_threshold)[0],
+    )
+    if not samples:
         return None
-    samples = [dataset[i] for i in range(count)]
-    was_training = model.training
-    model.eval()
-    try:
-        found = [
-            segment_instances(model, image[None], amp, score_threshold=score_threshold)[0]
-            for image, _ in samples
-        ]
-    finally:
-        model.train(was_training)
     predictions = [
         {**d, "masks": paste_masks(d["masks"], d["mask_stride"], image.shape[-2:])}
         for d, (image, _) in zip(found, samples, strict=True)

@@ -14,7 +14,6 @@ has one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from fcnlab.ops.masks import paste_masks_chunks
 from fcnlab.runtime.console import Bars, print_literal
 from fcnlab.tasks.base import Predictions, readable_images
 from fcnlab.tasks.detection.coco_eval import detections_to_coco
+from fcnlab.tasks.detection.predict import write_coco_results
 from fcnlab.tasks.instance.coco_eval import encode_masks, rle_areas
 from fcnlab.tasks.instance.evaluate import segment_instances
 from fcnlab.viz.instances import draw_instances, instance_id_map
@@ -87,14 +87,7 @@ def write_instances(
             console,
             f"{path} -> {out / path.stem}_instances.png ({len(found['scores'])} instances)",
         )
-    for k, entry in enumerate(entries):
-        entry["id"] = k + 1
-    results = {
-        "images": listed,
-        "categories": [{"id": k + 1, "name": name} for k, name in enumerate(metadata.classes)],
-        "annotations": entries,
-    }
-    path = out / "instances.json"
-    path.write_text(json.dumps(results, indent=1) + "\n")
-    result.written.append(path)
+    result.written.append(
+        write_coco_results(out / "instances.json", listed, entries, metadata.classes)
+    )
     return result
