@@ -4,16 +4,22 @@ record the trainer logs and plots, statistics, pictures and predictions."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers.instance_models import FixedInstances, expected_masks
 from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 from rich.console import Console, Group
 from rich.text import Text
 from torch.utils.data import DataLoader
@@ -21,10 +27,12 @@ from torch.utils.data import DataLoader
 from fcnlab.config import Config
 from fcnlab.inference import ModelMetadata
 from fcnlab.inference.options import PredictOptions
+from fcnlab.models import build_model
 from fcnlab.ops.masks import masks_to_boxes
 from fcnlab.runtime.console import Bars
 from fcnlab.tasks import EvalSettings, get_task, run_evaluation
-from fcnlab.tasks.instance.evaluate import InstanceEvalResult
+from fcnlab.tasks.detection.coco_eval import COCO_METRICS
+from fcnlab.tasks.instance.evaluate import InstanceEvalResult, segment_instances
 from fcnlab.viz.plots import plot_curves
 
 CLASSES = ["disk", "square"]
@@ -234,3 +242,75 @@ def test_a_target_without_masks_is_named() -> None:
     bare: dict[str, Any] = {k: v for k, v in target.items() if k != "masks"}
     with pytest.raises(ValueError, match="image 0: instance evaluation needs targets with 'masks'"):
         evaluate([(image, bare)])
+
+
+def test_condinst_scores_as_pycocotools_run_by_hand_on_its_own_masks() -> None:
+    # A random CondInst's 100 instances per image through the task, against the same instances
+    # brought to the stored size with PyTorch's ops and scored by pycocotools by hand. Image 1 is
+    # smaller than the batch (padding cut) and stored at twice its size (masks resized).
+    torch.manual_seed(0)
+    model = build_model(
+        "condinst", 2, encoder="vgg16", encoder_options={"width": 0.0625}, fpn_channels=16,
+        head_depth=1, mask_branch_channels=16, mask_branch_depth=1,
+    ).train()  # fmt: skip
+    task = get_task("instance")
+    samples = []
+    for image_id, (size, stored) in enumerate([((48, 64), (48, 64)), ((40, 56), (80, 112))]):
+        masks = torch.zeros(2, *size, dtype=torch.bool)
+        masks[0, 2:, :], masks[1, :, 6:] = True, True  # large: a random model's masks cover most
+        image = torch.rand(3, *size, generator=torch.Generator().manual_seed(image_id))
+        samples.append((image, {
+            "boxes": masks_to_boxes(masks), "labels": torch.tensor([0, 1]),
+            "iscrowd": torch.zeros(2, dtype=torch.int64), "masks": masks,
+            "image_id": image_id, "orig_size": stored, "image_size": size,
+        }))  # fmt: skip
+    images, targets = task.collate()(samples)
+    result = run_evaluation(
+        model, [(images, targets)], task.evaluator(2, Config(), CLASSES),
+        task.inference(model, EvalSettings()),
+    )  # fmt: skip
+    assert model.training
+    model.eval()
+    found = segment_instances(model, images)
+    gt, segm, bbox = [], [], []
+    for (_, target), d in zip(samples, found, strict=True):
+        (height, width), stored = target["image_size"], target["orig_size"]
+        truth = F.interpolate(target["masks"][None].float(), size=stored, mode="nearest-exact")
+        for mask, label in zip(truth[0].bool().numpy(), target["labels"].tolist(), strict=True):
+            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+            gt.append({"id": len(gt) + 1, "image_id": target["image_id"], "iscrowd": 0,
+                       "category_id": label + 1, "segmentation": rle,
+                       "area": float(mask_utils.area(rle)),
+                       "bbox": mask_utils.toBbox(rle).tolist()})  # fmt: skip
+        upsampled = F.interpolate(d["masks"][:, None], scale_factor=4, mode="bilinear")
+        cropped = upsampled[:, :, :height, :width]
+        pasted = F.interpolate(cropped, size=stored, mode="bilinear")[:, 0] >= 0.5
+        scale = torch.tensor([stored[1] / width, stored[0] / height] * 2)
+        boxes = torch.stack([d["boxes"][:, 0].clamp(0, width), d["boxes"][:, 1].clamp(0, height),
+                             d["boxes"][:, 2].clamp(0, width), d["boxes"][:, 3].clamp(0, height)],
+                            dim=1) * scale  # fmt: skip
+        for mask, box, score, label in zip(pasted.numpy(), boxes.tolist(), d["scores"].tolist(),
+                                           d["labels"].tolist(), strict=True):  # fmt: skip
+            entry = {"image_id": target["image_id"], "category_id": label + 1, "score": score}
+            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+            segm.append({**entry, "segmentation": rle})
+            bbox.append({**entry, "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
+    images_info = [{"id": t["image_id"], "height": t["orig_size"][0], "width": t["orig_size"][1]}
+                   for _, t in samples]  # fmt: skip
+    for entries, iou_type, ours in ((segm, "segm", result.mask_stats),
+                                    (bbox, "bbox", result.box_stats)):  # fmt: skip
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO()
+            coco.dataset = {
+                "images": images_info,
+                "annotations": gt,
+                "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+            }
+            coco.createIndex()
+            evaluator = COCOeval(coco, coco.loadRes(entries), iouType=iou_type)
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        expected = [math.nan if v < 0 else float(v) for v in evaluator.stats]
+        assert [ours[k] for k in COCO_METRICS] == pytest.approx(expected, nan_ok=True, abs=1e-9)
+    assert result.mask_stats["AR100"] > 0 and result.box_stats["AR100"] > 0  # not all zeros
