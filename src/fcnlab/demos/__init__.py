@@ -9,7 +9,7 @@ what it does differently and registers its :class:`Demo` under the task's name w
 from __future__ import annotations
 
 # Importing a demo's module registers it.
-from fcnlab.demos import detection, segmentation  # noqa: F401
+from fcnlab.demos import detection, instance, segmentation  # noqa: F401
 from fcnlab.demos.registry import DEMOS, Demo
 
 __all__ = ["DEMOS", "Demo"]
