@@ -28,6 +28,7 @@ from fcnlab.ops.matrix import (
     is_checkerboard_free,
     transpose_conv_overlap,
 )
+from fcnlab.ops.matrix_nms import matrix_nms
 from fcnlab.ops.upsample import transposed_upsample, upsample, zero_insert
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "kernel_origin",
     "mask_iou",
     "masks_to_boxes",
+    "matrix_nms",
     "nms",
     "paste_masks",
     "transpose_conv_overlap",
