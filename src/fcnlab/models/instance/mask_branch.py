@@ -4,8 +4,12 @@ Pyramid levels at several strides are each refined by a 3x3 conv-BN-ReLU, brough
 level's grid by bilinear upsampling and summed; a tower of 3x3 conv-BN-ReLU and a 1x1
 convolution make the mask features every per-instance head reads. CondInst (Tian et al. 2020,
 https://arxiv.org/abs/2003.05664) uses P3-P5, 128 channels, a tower of 4 and 8 output channels
-at stride 8 (AdelaiDet's ``MODEL.CONDINST.MASK_BRANCH`` defaults). The same module with other
-settings is the start of SOLOv2's unified mask-feature branch (P2-P5 at stride 4, GroupNorm).
+at stride 8 (AdelaiDet's ``MODEL.CONDINST.MASK_BRANCH`` defaults). The same module with three
+options is SOLOv2's unified mask-feature branch (Wang et al. 2020, https://arxiv.org/abs/2003.10152,
+the authors' ``MaskFeatHead``): P2-P5 at stride 4 with GroupNorm, ``upsample_stacks`` (a level
+2^n times coarser than P2 climbs n steps of 3x3 conv-norm-ReLU and x2 upsampling instead of one
+conv and one upsampling), ``coordinates`` (two normalised coordinate channels on the coarsest
+level's input) and ``output_norm`` (the 1x1 output convolution followed by the norm and ReLU).
 
 Grids: a cell (x, y) of a map at stride s covers input pixels [x s, (x+1) s) x [y s, (y+1) s).
 ``upsample_cells`` keeps that true across strides (bilinear with pixel centres aligned, then
@@ -24,6 +28,20 @@ from fcnlab.models.blocks import Norm, conv_norm_relu, fit_size
 
 # CondInst's mask branch (AdelaiDet's defaults): P3-P5 in, 128 channels, 4 tower convs, 8 out.
 MASK_BRANCH_STRIDES = (8, 16, 32)
+
+
+def coordinate_channels(x: torch.Tensor) -> torch.Tensor:
+    """(N, 2, h, w) normalised cell coordinates of a map ``x`` (N, C, h, w): channel 0 is x,
+    channel 1 y, each running from -1 (first cell) to 1 (last cell) in equal steps.
+
+    CoordConv's channels (Liu et al. 2018) as SOLO's authors make them (``torch.linspace(-1, 1,
+    w)``): what lets a translation-invariant convolution tell where in the image it is.
+    """
+    n, _, h, w = x.shape
+    xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype)
+    ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)
+    grid = torch.stack((xs[None, :].expand(h, w), ys[:, None].expand(h, w)))
+    return grid[None].expand(n, 2, h, w)
 
 
 def upsample_cells(x: torch.Tensor, factor: int, size: Sequence[int]) -> torch.Tensor:
@@ -50,6 +68,12 @@ class MaskBranch(nn.Module):
     refining convolution runs at its own resolution, before the upsampling, so the coarse levels
     cost little. Convolutions followed by a norm have no bias; their weights start as Caffe2's
     XavierFill (``kaiming_uniform_(a=1)``), as in AdelaiDet.
+
+    SOLOv2's options (all off by default, CondInst's branch): ``upsample_stacks`` refines a level
+    at ``strides[0] * 2^n`` by n conv-norm-ReLU, each followed by an x2 upsampling to the next
+    finer level's grid (P2 keeps its single convolution), which needs strides that double from
+    level to level; ``coordinates`` appends ``coordinate_channels`` to the coarsest level's input;
+    ``output_norm`` follows the 1x1 output convolution by ``norm`` and ReLU (and drops its bias).
     """
 
     def __init__(
@@ -60,6 +84,9 @@ class MaskBranch(nn.Module):
         out_channels: int = 8,
         depth: int = 4,
         norm: Norm = nn.BatchNorm2d,
+        upsample_stacks: bool = False,
+        coordinates: bool = False,
+        output_norm: bool = False,
     ) -> None:
         super().__init__()
         strides = tuple(int(s) for s in strides)
@@ -74,16 +101,36 @@ class MaskBranch(nn.Module):
             raise ValueError(
                 f"MaskBranch strides {list(strides)} must be multiples of the first (the output's)"
             )
+        doubling = tuple(strides[0] * 2**k for k in range(len(strides)))
+        if upsample_stacks and strides != doubling:
+            raise ValueError(
+                f"MaskBranch with upsample_stacks needs strides that double from level to level "
+                f"({list(doubling)}), got {list(strides)}"
+            )
         self.strides, self.out_stride, self.out_channels = strides, strides[0], out_channels
-        self.refine = nn.ModuleList(
-            nn.Sequential(*conv_norm_relu(c, channels, 3, norm=norm, bias=False))
-            for c in in_channels
-        )
+        self.upsample_stacks, self.coordinates = upsample_stacks, coordinates
+        widths = [*in_channels[:-1], in_channels[-1] + 2 * coordinates]
+
+        def unit(width: int) -> nn.Sequential:
+            return nn.Sequential(*conv_norm_relu(width, channels, 3, norm=norm, bias=False))
+
+        if upsample_stacks:
+            self.refine = nn.ModuleList(
+                nn.Sequential(*(unit(c if j == 0 else channels) for j in range(max(k, 1))))
+                for k, c in enumerate(widths)
+            )
+        else:
+            self.refine = nn.ModuleList(unit(c) for c in widths)
         tower: list[nn.Module] = []
         for _ in range(depth):
             tower += conv_norm_relu(channels, channels, 3, norm=norm, bias=False)
-        self.tower = nn.Sequential(*tower, nn.Conv2d(channels, out_channels, 1))
-        for module in [*self.refine.modules(), *self.tower[:-1].modules()]:
+        if output_norm:
+            tower += conv_norm_relu(channels, out_channels, 1, norm=norm, bias=False)
+        else:
+            tower.append(nn.Conv2d(channels, out_channels, 1))
+        self.tower = nn.Sequential(*tower)
+        normed = self.tower if output_norm else self.tower[:-1]
+        for module in [*self.refine.modules(), *normed.modules()]:
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_uniform_(module.weight, a=1)
 
@@ -98,9 +145,25 @@ class MaskBranch(nn.Module):
                 f"MaskBranch needs {len(self.strides)} levels (strides {list(self.strides)}), "
                 f"got {len(levels)}"
             )
-        size = levels[0].shape[-2:]
+        levels = list(levels[: len(self.strides)])
+        if self.coordinates:
+            levels[-1] = torch.cat((levels[-1], coordinate_channels(levels[-1])), dim=1)
+        sizes = [level.shape[-2:] for level in levels]
         x = self.refine[0](levels[0])
-        rest = levels[1 : len(self.strides)]
-        for refine, level, stride in zip(self.refine[1:], rest, self.strides[1:], strict=True):
-            x = x + upsample_cells(refine(level), stride // self.out_stride, size)
+        for k in range(1, len(levels)):
+            x = x + self.refine_level(k, levels[k], sizes)
         return self.tower(x)
+
+    def refine_level(
+        self, k: int, level: torch.Tensor, sizes: Sequence[Sequence[int]]
+    ) -> torch.Tensor:
+        """Level ``k`` (N, C, h_k, w_k) refined and upsampled to the output grid ``sizes[0]``;
+        ``sizes`` are the input levels' (h, w), whose grids an upsampling stack climbs."""
+        if not self.upsample_stacks:
+            return upsample_cells(
+                self.refine[k](level), self.strides[k] // self.out_stride, sizes[0]
+            )
+        x = level
+        for unit, size in zip(self.refine[k], sizes[k - 1 :: -1], strict=True):
+            x = upsample_cells(unit(x), 2, size)
+        return x
