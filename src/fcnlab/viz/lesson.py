@@ -24,6 +24,12 @@ from fcnlab.viz.lesson_figures import (
     plot_upsampled_images,
     plot_zero_insertion,
 )
+from fcnlab.viz.lesson_instances import (
+    plot_dynamic_kernel,
+    plot_matrix_nms,
+    plot_semantic_vs_instances,
+    semantic_instance_facts,
+)
 from fcnlab.viz.lesson_models import (
     FC6_KERNEL,
     IMAGE_SIZE,
@@ -206,6 +212,30 @@ SECTIONS: list[Section] = [
         [lambda context: plot_run_curves(context.run)],
         lambda context: run_facts(context.run),
         unavailable=lambda context: missing_metrics(context.run),
+    ),
+    Section(
+        "semantic-to-instance",
+        "8. From semantic to instance",
+        "A class map says what each pixel is, not which object it belongs to: two touching "
+        "objects of one class are one region of it. Instance segmentation gives each object "
+        "its own mask (the Shapes instance view places such pairs on purpose). CondInst "
+        "(<code>build_model('condinst')</code>) keeps one shared map of mask features and "
+        "predicts a tiny network per instance, whose kernels are applied at every pixel of "
+        "those features together with the pixel's coordinates relative to the instance "
+        "(<code>fcnlab.models.instance.dynamic.dynamic_mask_head</code>): the same features, "
+        "seen from each object, light up each object. Below, two such heads are written by "
+        "hand (not trained): each computes its radius minus the distance from its disk, where "
+        "the features say 'disk'. SOLOv2 (<code>build_model('solov2')</code>) predicts "
+        "masks per grid cell, so one object gets several; <code>fcnlab.ops.matrix_nms</code> "
+        "decays every mask's score at once by its IoU with higher-scored masks of the same "
+        "class, instead of greedy NMS's loop. Touching objects barely overlap as masks, so "
+        "they keep their scores.",
+        [
+            lambda context: plot_semantic_vs_instances(),
+            lambda context: plot_dynamic_kernel(),
+            lambda context: plot_matrix_nms(),
+        ],
+        lambda context: semantic_instance_facts(),
     ),
 ]
 
