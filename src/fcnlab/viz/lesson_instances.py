@@ -548,7 +548,10 @@ def plot_matrix_nms() -> Figure:
     pairs = same_class.triu(diagonal=1)
     ax = fig.add_subplot(grid[1, 0])
     draw_grid(
-        ax, example.iou, "mask IoU (framed: the pairs that\ndecay, same class)", highlight=pairs
+        ax,
+        example.iou,
+        "mask IoU; framed: same-class pairs,\nrow scored above column",
+        highlight=pairs,
     )
     ax.set_xticks(range(count), labels=[str(k + 1) for k in range(count)])
     ax.set_yticks(range(count), labels=[str(k + 1) for k in range(count)])
