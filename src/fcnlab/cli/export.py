@@ -1,8 +1,9 @@
 """``fcnlab export``: a checkpoint to ONNX, safetensors or TorchScript, metadata included.
 
 An ONNX export is also run once with onnxruntime against PyTorch at two sizes (one odd), and the
-largest logit difference is printed, so a broken export is noticed where it was made. On a
-terminal a status line says what is being done meanwhile.
+largest difference over the graph's outputs (a segmentation model's logits, a detector's head
+maps) is printed, so a broken export is noticed where it was made. On a terminal a status line
+says what is being done meanwhile.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ import argparse
 
 import torch
 from rich.console import Console
-from torch import nn
 
-from fcnlab.inference.export import OPSET, export_checkpoint, export_formats
+from fcnlab.inference.export import (
+    OPSET,
+    ExportGraph,
+    export_checkpoint,
+    export_formats,
+    export_graph,
+)
 from fcnlab.inference.onnx_backend import OnnxModel
-from fcnlab.inference.predictor import model_forward
 from fcnlab.runtime.console import print_literal, status
 
 # The sizes an ONNX export is checked at: square and odd, neither a multiple of 32.
@@ -37,15 +42,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def onnx_max_difference(model: nn.Module, path: str, sizes: tuple[tuple[int, int], ...]) -> float:
-    """The largest |onnxruntime - PyTorch| logit difference on random inputs of ``sizes``."""
-    exported, forward = OnnxModel(path), model_forward(model.cpu().eval())
+def onnx_max_difference(graph: ExportGraph, path: str, sizes: tuple[tuple[int, int], ...]) -> float:
+    """The largest |onnxruntime - PyTorch| difference over ``graph``'s outputs (on the CPU) on
+    random inputs of ``sizes``."""
+    exported = OnnxModel(path)
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
     with torch.no_grad():
         for height, width in sizes:
             images = torch.randn(1, 3, height, width, generator=generator)
-            worst = max(worst, float((exported(images) - forward(images)).abs().max()))
+            found = exported.outputs(images)
+            for name, expected in zip(graph.names, graph.module(images), strict=True):
+                worst = max(worst, float((found[name] - expected).abs().max()))
     return worst
 
 
@@ -65,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
     if args.fmt == "onnx":
         sizes = ", ".join(f"{h}x{w}" for h, w in CHECK_SIZES)
         with status(console, f"checking {path} with onnxruntime at {sizes}"):
-            difference = onnx_max_difference(model, str(path), CHECK_SIZES)
-        console.print(f"onnxruntime vs PyTorch at {sizes}: max |logit difference| {difference:.2e}")
+            graph = export_graph(model.cpu().eval())
+            difference = onnx_max_difference(graph, str(path), CHECK_SIZES)
+        console.print(
+            f"onnxruntime vs PyTorch at {sizes}: max |difference| {difference:.2e} "
+            f"over {', '.join(graph.names)}"
+        )
     return 0

@@ -8,7 +8,8 @@ What is written depends on the model's task (see each task's ``write_predictions
   ``--alpha``); ``--backend onnxruntime`` runs an exported ``.onnx`` file instead of PyTorch;
 * a detector draws its boxes, class names and scores on each image (``NAME_boxes.png``) and
   writes all detections scoring at least ``--score-threshold`` to ``detections.json`` in COCO's
-  format;
+  format; with ``--backend onnxruntime`` an exported ``.onnx`` file computes its head outputs
+  and fcnlab decodes them as it decodes PyTorch's;
 * an instance segmentation model draws each instance scoring at least ``--score-threshold`` in
   its own colour, outlined and captioned with its class name and score (``NAME_instances.png``),
   writes an instance-id map (``NAME_instance_ids.png``, 16-bit grey: 0 background, ``k`` the

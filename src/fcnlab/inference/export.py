@@ -6,7 +6,9 @@ palette, mean/std, input and output layout) under the key ``"fcnlab"``: in ONNX'
 
 * ONNX: ``torch.onnx.export`` with the dynamo exporter (the TorchScript-based one cannot
   trace SegNet's and DeconvNet's ``max_unpool2d(output_size=...)`` in this torch), opset 18,
-  dynamic batch, height and width; the file is checked with ``onnx.checker``.
+  dynamic batch, height and width; the file is checked with ``onnx.checker``. What the graph
+  returns is the model's task's :class:`ExportGraph`: a segmentation model's logits, a
+  detector's raw head outputs by name (its decoding stays fcnlab's, applied to them).
 * safetensors: the weights alone; :func:`fcnlab.inference.load_trained` rebuilds the model
   with ``build_model`` from the header's recipe and loads them.
 * TorchScript: ``torch.jit.trace``, then checked at a second, odd size, because a trace can
@@ -18,9 +20,11 @@ palette, mean/std, input and output layout) under the key ``"fcnlab"``: in ONNX'
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,7 @@ from torch import nn
 
 from fcnlab.config import Config
 from fcnlab.inference.loading import load_trained
-from fcnlab.inference.metadata import METADATA_KEY, ModelMetadata
+from fcnlab.inference.metadata import METADATA_KEY, OUTPUT_LAYOUT, ModelMetadata
 from fcnlab.inference.onnx_backend import require_export_extra
 from fcnlab.registry import Registry
 from fcnlab.runtime.checkpoint import atomic_write
@@ -53,6 +57,48 @@ class LogitsOnly(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) normalised image -> (N, K, H, W) logits."""
         return main_output(self.model(image))
+
+
+class NamedOutputs(nn.Module):
+    """The entries ``names`` of the dict ``model`` returns, as a tuple in that order."""
+
+    def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
+        super().__init__()
+        self.model, self.names = model, tuple(names)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(N, 3, H, W) normalised image -> the model's outputs ``names``."""
+        outputs = self.model(image)
+        return tuple(outputs[name] for name in self.names)
+
+
+@dataclass(frozen=True)
+class ExportGraph:
+    """What an exported graph computes, as a model's task defines it.
+
+    ``module`` maps the normalised image (N, 3, H, W) to a tuple of tensors, the graph's outputs
+    ``names`` in order; ``layout`` describes them for consumers (the metadata's ``output``).
+    ``sample_size`` (H, W) is the size the exporter traces at: large enough that no feature map
+    of the network is 1 pixel high or wide there, since the exporter would freeze that 1 into
+    the graph.
+    """
+
+    module: nn.Module
+    names: tuple[str, ...]
+    layout: dict[str, str]
+    sample_size: tuple[int, int] = SAMPLE_SHAPE[2:]
+
+
+def logits_graph(model: nn.Module) -> ExportGraph:
+    """The graph of a model whose output is its logits: ``logits`` (N, K, H, W)."""
+    return ExportGraph(LogitsOnly(model), ("logits",), dict(OUTPUT_LAYOUT))
+
+
+def export_graph(model: nn.Module) -> ExportGraph:
+    """What an export of ``model`` computes: its task's :class:`ExportGraph`."""
+    from fcnlab.tasks import task_of
+
+    return task_of(model).export_graph(model)
 
 
 @contextlib.contextmanager
@@ -80,8 +126,9 @@ def export_onnx(
     opset: int = OPSET,
     optimize: bool = True,
 ) -> Path:
-    """Write ``model`` as ONNX with dynamic batch, height and width and ``metadata`` attached;
-    the saved file passes ``onnx.checker.check_model``.
+    """Write ``model`` as ONNX with dynamic batch, height and width and ``metadata`` attached
+    (its ``output`` describing the graph's outputs, see :func:`export_graph`); the saved file
+    passes ``onnx.checker.check_model``.
 
     ``optimize`` runs onnxscript's graph optimiser (constant folding, redundant shape ops
     removed) before saving: a smaller graph for every runtime, at about 40% more export time.
@@ -92,15 +139,16 @@ def export_onnx(
         raise ValueError(f"ONNX opset {opset} is too old; fcnlab exports opset 17 or newer")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapped = LogitsOnly(model).eval()
-    sample = torch.randn(*SAMPLE_SHAPE, device=next(model.parameters()).device)
+    graph = export_graph(model.eval())
+    shape = (*SAMPLE_SHAPE[:2], *graph.sample_size)
+    sample = torch.randn(*shape, device=next(model.parameters()).device)
     with _quiet_exporter(), torch.no_grad():
         program = torch.onnx.export(
-            wrapped,
+            graph.module.eval(),
             (sample,),
             dynamo=True,
             input_names=["image"],
-            output_names=["logits"],
+            output_names=list(graph.names),
             dynamic_shapes=({0: "batch", 2: "height", 3: "width"},),
             opset_version=opset,
             optimize=optimize,
@@ -108,6 +156,7 @@ def export_onnx(
         )
     if program is None:
         raise RuntimeError("torch.onnx.export returned no program; cannot attach metadata")
+    metadata = dataclasses.replace(metadata, output=dict(graph.layout))
     program.model.metadata_props[METADATA_KEY] = metadata.to_json()
     with _quiet_exporter():
         program.save(str(path), external_data=False)
@@ -183,9 +232,9 @@ def export_model(
 ) -> Path:
     """Export ``model`` with ``metadata`` to ``path`` in format ``fmt`` (see ``export_formats``).
 
-    The model's task says which formats hold it: a detector exports as safetensors only (the
-    ONNX and TorchScript graphs carry one logits map; a detector's several head maps and its
-    decoding have no exported form yet)."""
+    The model's task says which formats hold it: a detector exports as ONNX (its raw head
+    outputs, decoded by fcnlab after onnxruntime) or safetensors, not as TorchScript (whose
+    trace carries one logits map)."""
     from fcnlab.tasks import task_of
 
     exporter = EXPORTERS.get(fmt)  # a KeyError naming the known formats

@@ -89,6 +89,8 @@ def fit_size(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     h, w = size
     x = x[..., :h, :w]
     pad_h, pad_w = h - x.shape[-2], w - x.shape[-1]
-    if pad_h or pad_w:
+    # An exported graph pads always (by 0 where nothing is missing): a branch taken on the
+    # tracing sample's sizes would be frozen into the graph and be wrong at other sizes.
+    if torch.compiler.is_exporting() or pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
     return x

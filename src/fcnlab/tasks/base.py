@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from fcnlab.config import Config
 from fcnlab.data.io import DataFormatError, Problem
 from fcnlab.data.transforms import IGNORE_INDEX
+from fcnlab.inference.export import ExportGraph
 from fcnlab.inference.metadata import ModelMetadata
 from fcnlab.inference.options import PredictOptions
 from fcnlab.inference.predictor import to_image_tensor
@@ -157,6 +158,10 @@ class Task(Protocol):
 
     def validate_config(self, config: Config) -> None:
         """Raise on options of ``config`` that this task cannot use, naming the key."""
+        ...
+
+    def export_graph(self, model: nn.Module) -> ExportGraph:
+        """What an ONNX export of ``model`` computes: its outputs, their names and layout."""
         ...
 
     def write_predictions(

@@ -19,12 +19,13 @@ from fcnlab.config import Config
 from fcnlab.data import detection_collate
 from fcnlab.data.stats import BoxCounter, BoxCounts
 from fcnlab.data.transforms import IGNORE_INDEX
+from fcnlab.inference.export import ExportGraph
 from fcnlab.inference.metadata import ModelMetadata
 from fcnlab.inference.options import PredictOptions
 from fcnlab.inference.predictor import resolve_device
 from fcnlab.runtime.console import Bars, print_literal
 from fcnlab.tasks.base import EvalSettings, Infer, LossFn, Predictions, class_names
-from fcnlab.tasks.detection import report, statistics
+from fcnlab.tasks.detection import deploy, report, statistics
 from fcnlab.tasks.detection.evaluate import DetectionEvalResult, DetectionEvaluator, detect
 from fcnlab.tasks.detection.predict import write_detections
 from fcnlab.tasks.registry import register_task
@@ -39,7 +40,7 @@ class DetectionTask:
     annotations = "boxes"
     metric = "AP"
     curve_metrics = ("AP", "AP50")
-    export_formats = ("safetensors",)
+    export_formats = ("onnx", "safetensors")
     dense_inference = False
     statistics_plot = None
 
@@ -126,6 +127,10 @@ class DetectionTask:
     def validate_config(self, config: Config) -> None:
         """Nothing beyond the shared sections: a detector's loss is its own."""
 
+    def export_graph(self, model: nn.Module) -> ExportGraph:
+        """The raw head outputs by name; decoding stays fcnlab's (``deploy.OnnxDetector``)."""
+        return deploy.detector_graph(model)
+
     def write_predictions(
         self,
         model: nn.Module | Path,
@@ -136,11 +141,10 @@ class DetectionTask:
         console: Console,
         bars: Bars,
     ) -> Predictions:
-        """``NAME_boxes.png`` per image and ``detections.json`` (COCO results format)."""
+        """``NAME_boxes.png`` per image and ``detections.json`` (COCO results format);
+        ``model`` may be an exported ``.onnx`` path (run with onnxruntime, decoded by fcnlab)."""
         if not isinstance(model, nn.Module):
-            raise ValueError(
-                f"{str(model)!r}: a detector runs with PyTorch only (it exports as safetensors)"
-            )
+            model = deploy.OnnxDetector(model)
         device = resolve_device(options.device)
         result = write_detections(
             model, metadata, images, out, device, options.score_threshold, console, bars

@@ -19,6 +19,7 @@ from fcnlab.config import Config
 from fcnlab.data.collate import collate_masks
 from fcnlab.data.stats import ClassFrequencies, FrequencyCounter
 from fcnlab.data.transforms import IGNORE_INDEX
+from fcnlab.inference.export import ExportGraph, logits_graph
 from fcnlab.inference.metadata import ModelMetadata
 from fcnlab.inference.options import PredictOptions
 from fcnlab.runtime.console import Bars
@@ -133,6 +134,10 @@ class SegmentationTask:
     def validate_config(self, config: Config) -> None:
         """The loss spec must build (the error names ``train.loss``)."""
         build_loss_from_config(config)
+
+    def export_graph(self, model: nn.Module) -> ExportGraph:
+        """The logits (N, K, H, W), named ``logits``."""
+        return logits_graph(model)
 
     def write_predictions(
         self,
