@@ -6,20 +6,28 @@ boxes for ``fcnlab.ops.batched_nms``, a plain-PyTorch greedy loop (one box per i
 coordinate-offset trick for classes) and, where torchvision happens to be installed,
 ``torchvision.ops.batched_nms``. Boxes are uniform over a 512 x 512 image, or clustered (100
 objects, 100 jittered copies each, like a detector's raw output); every implementation's kept
-set is checked against the loop's::
+set is checked against the loop's. With ``--onnx``, each detector is also exported
+(``fcnlab export --format onnx``: its raw head outputs) and forward + decode is timed on the
+CPU with onnxruntime against eager PyTorch, called alternately on the same input with the same
+thresholds (0.05, top 100); the note counts the detections both find alike::
 
     python benchmarks/bench_detection.py             # 512x512, default encoders, median of 3
     python benchmarks/bench_detection.py --quick     # 128x128, narrow DarkNet-53, smoke run
+    python benchmarks/bench_detection.py --onnx --size 256 --device cpu   # + onnxruntime rows
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
-from harness import median_ms
+from harness import median_ms, paired_median_ms
 
+from fcnlab.inference import ModelMetadata
+from fcnlab.inference.metadata import default_palette
 from fcnlab.models import build_model
 from fcnlab.ops import batched_nms, box_iou
 
@@ -117,6 +125,74 @@ def model_rows(
     return rows
 
 
+def common_detections(found: list[dict], reference: list[dict]) -> int:
+    """How many of ``reference``'s detections ``found`` has too: the same label, the box to
+    1e-3 px, the score to 1e-4."""
+    common = 0
+    for a, b in zip(found, reference, strict=True):
+        match = (
+            (a["labels"][:, None] == b["labels"][None])
+            & ((a["boxes"][:, None] - b["boxes"][None]).abs().amax(-1) <= 1e-3)
+            & ((a["scores"][:, None] - b["scores"][None]).abs() <= 1e-4)
+        )
+        common += int(match.any(0).sum())
+    return common
+
+
+def onnx_rows(
+    size: int, repeats: int, encoders: dict[str, tuple[str, dict]]
+) -> list[tuple[str, str, str, float, str]]:
+    """(task, setting, implementation, ms, note) of forward + decode on the CPU: eager PyTorch
+    and onnxruntime running the detector's ``fcnlab export`` (score threshold 0.05, top 100),
+    each with torch's number of threads."""
+    from fcnlab.inference.export import export_model
+    from fcnlab.tasks.detection.deploy import OnnxDetector
+
+    rows = []
+    x = torch.rand(1, 3, size, size)
+    for name, (encoder, options) in encoders.items():
+        recipe = {"encoder_options": options} if options else {}
+        model = build_model(name, 80, encoder=encoder, **recipe).eval()
+        metadata = ModelMetadata(
+            name=name,
+            num_classes=80,
+            classes=[str(k) for k in range(80)],
+            palette=default_palette(80),
+            encoder=encoder,
+            options=recipe,
+        )
+        with tempfile.TemporaryDirectory() as folder:
+            path = export_model(model, metadata, "onnx", Path(folder) / f"{name}.onnx")
+            exported = OnnxDetector(path, threads=torch.get_num_threads())
+
+        def eager(m: torch.nn.Module = model) -> list:
+            with torch.no_grad():
+                return m.decode(m(x), (size, size), score_threshold=0.05)
+
+        def onnxruntime(m: OnnxDetector = exported) -> list:
+            return m.decode(m(x), (size, size), score_threshold=0.05)
+
+        torch_ms, onnx_ms = paired_median_ms(eager, onnxruntime, repeats, x.device)
+        with torch.no_grad():
+            expected, found = model(x), exported(x)
+        difference = max(float((found[k] - v).abs().max()) for k, v in expected.items())
+        reference = eager()
+        kept = sum(len(d["scores"]) for d in reference)
+        # An untrained model's scores are nearly all equal: an output difference of 1e-6 can
+        # swap a tie at the top-k cut, so the note gives the outputs' difference as well.
+        common = common_detections(onnxruntime(), reference)
+        label = encoder + (f" width {options['width']}" if "width" in options else "")
+        setting = f"1x3x{size}x{size}, {label}, CPU"
+        task = f"{name} forward + decode"
+        rows += [
+            (task, setting, "fcnlab, eager PyTorch", torch_ms, f"{1e3 / torch_ms:.2f} images/s"),
+            (task, setting, "fcnlab, onnxruntime", onnx_ms,
+             f"{torch_ms / onnx_ms:.2f}x eager; {common} of {kept} boxes the same, outputs "
+             f"within {difference:.1e}"),
+        ]  # fmt: skip
+    return rows
+
+
 def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -126,6 +202,9 @@ def main() -> None:
     parser.add_argument("--boxes", type=int, default=10_000)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--onnx", action="store_true", help="also onnxruntime vs eager PyTorch on the CPU"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -144,7 +223,10 @@ def main() -> None:
     print()
     print("| task | setting | implementation | median ms | throughput / speed-up |")
     print("|---|---|---|---:|---|")
-    for row in model_rows(size, repeats, device, encoders) + nms_rows(count, repeats):
+    rows = model_rows(size, repeats, device, encoders)
+    if args.onnx:
+        rows += onnx_rows(size, repeats, encoders)
+    for row in rows + nms_rows(count, repeats):
         task, setting, name, ms, note = row
         print(f"| {task} | {setting} | {name} | {ms:.1f} | {note} |")
 
