@@ -8,7 +8,7 @@ import io
 import pytest
 from rich.console import Console
 
-from fcnlab.runtime.console import Bars, print_literal, progress_wanted, status
+from fcnlab.runtime.console import Bars, error_line, print_literal, progress_wanted, status
 
 
 def console(terminal: bool) -> tuple[Console, io.StringIO]:
@@ -21,6 +21,14 @@ def test_a_literal_line_keeps_brackets_and_is_never_wrapped() -> None:
     line = "/data/set[v2]/" + "x" * 150 + "/broken[final].jpg -> out/[bold]a.png"
     print_literal(out, line)
     assert stream.getvalue() == line + "\n"
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_an_error_line_is_one_line_whatever_the_width(terminal: bool) -> None:
+    out, stream = console(terminal)
+    message = "weights file '/tmp/" + "x" * 150 + "/pytest-0/missing.pt' does not exist"
+    print_literal(out, error_line(message))
+    assert stream.getvalue().count("\n") == 1 and message + "\n" in stream.getvalue()
 
 
 def test_bars_draw_nothing_off_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
