@@ -1,0 +1,119 @@
+"""The shipped SOLOv2 configs train through `fcnlab train -c configs/...` with only sizes and
+lengths shrunk: `solov2_shapes` on the built-in Shapes instances, `solov2_coco` on a COCO-format
+instances file written in the real on-disk format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from helpers.fixtures import compressed_rle, rectangle_polygon, write_coco
+
+from fcnlab.cli.main import main
+from fcnlab.config import load_config
+from fcnlab.models import model_task
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+COMMON = [
+    "train.batch_size=2",
+    "train.warmup_steps=1",
+    "train.log_every=1",
+    "eval.batch_size=2",
+    "eval.num_overlays=1",
+    "output.tensorboard=false",
+]
+
+
+def finished_run(run: Path) -> list[dict[str, Any]]:
+    """The run's evaluation records, after checking the files every instance run writes."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for name in ("final.safetensors", "curves.png", "instances.png", "checkpoints/last.pt"):
+        assert (run / name).is_file(), name
+    assert all(np.isfinite(r["loss"]) for r in records if r["kind"] == "train")
+    evaluations = [r for r in records if r["kind"] == "eval"]
+    assert evaluations and all(r["task"] == "instance" for r in evaluations)
+    for record in evaluations:
+        for key in ("mask_AP", "mask_AP50", "box_AP"):
+            assert record[key] is None or 0.0 <= record[key] <= 1.0, key
+    return evaluations
+
+
+def test_configs_name_solov2_for_the_instance_task() -> None:
+    for name, classes in (("solov2_shapes", 5), ("solov2_coco", 80)):
+        config = load_config(CONFIGS / f"{name}.yaml")
+        assert config.model.name == "solov2" and config.model.num_classes == classes
+        assert model_task(config.model.name) == "instance"
+    coco = load_config(CONFIGS / "solov2_coco.yaml")
+    # The authors' 1x: lr 0.01 dropped at 9/12 and 11/12 of the schedule, clipping at 35.
+    assert coco.stages[0].iterations == 90_000 and coco.stages[0].lr == 0.01
+    assert coco.train.milestones == [67_500, 82_500] and coco.train.clip_grad_norm == 35.0
+
+
+def test_solov2_shapes_trains_two_steps_and_evaluates(tmp_path: Path) -> None:
+    overrides = [
+        f"output.root={tmp_path}",
+        "data.options.num_images=4",
+        "data.options.size=64",
+        "data.val_options.num_images=2",
+        "data.transforms.crop_size=64",
+        "stages.0.epochs=1",
+        *COMMON,
+    ]
+    assert main(["train", "-c", str(CONFIGS / "solov2_shapes.yaml"), *overrides]) == 0
+    evaluations = finished_run(tmp_path / "solov2_shapes")
+    assert evaluations[-1]["num_images"] == 2
+
+
+def coco_instances(root: Path) -> Path:
+    """Two splits of two 64 x 80 images, each with a polygon cat, an RLE car with a window cut
+    out of it, and a crowd of cars (RLE, iscrowd 1) that SOLOv2 leaves out of its targets."""
+    car = np.zeros((64, 80), dtype=bool)
+    car[24:56, 36:76] = True
+    car[30:38, 44:60] = False
+    crowd = np.zeros((64, 80), dtype=bool)
+    crowd[0:12, 40:80] = True
+    for split, first in (("train", 1), ("val", 20)):
+        images = [
+            {"id": first + i, "file_name": f"{first + i:012d}.jpg", "height": 64, "width": 80}
+            for i in range(2)
+        ]
+        annotations = [
+            annotation
+            for image in images
+            for annotation in (
+                {"image_id": image["id"], "category_id": 17,
+                 "segmentation": rectangle_polygon(8, 4, 44, 32)},
+                {"image_id": image["id"], "category_id": 3, "segmentation": compressed_rle(car),
+                 "iscrowd": 0},
+                {"image_id": image["id"], "category_id": 3, "segmentation": compressed_rle(crowd),
+                 "iscrowd": 1},
+            )
+        ]  # fmt: skip
+        write_coco(root, split, images, annotations, {3: "car", 17: "cat"})
+    return root
+
+
+def test_solov2_coco_trains_and_evaluates_on_a_coco_instances_file(tmp_path: Path) -> None:
+    root = coco_instances(tmp_path / "data")
+    overrides = [
+        f"data.root={root}",
+        f"output.root={tmp_path / 'runs'}",
+        "model.encoder_weights=null",
+        # The heads' cost is their grids' (3872 cells of 512-channel convolutions), whatever the
+        # image size: narrowed for a CPU test.
+        "model.options.head_channels=64",
+        "data.num_workers=0",
+        "data.transforms.crop_size=64",
+        "data.transforms.eval_size=64",
+        "train.amp=off",
+        "train.channels_last=false",
+        "train.device=cpu",
+        "stages.0.iterations=2",
+        "train.milestones=[1]",
+        *COMMON,
+    ]
+    assert main(["train", "-c", str(CONFIGS / "solov2_coco.yaml"), *overrides]) == 0
+    evaluations = finished_run(tmp_path / "runs" / "solov2_coco")
+    assert evaluations[-1]["num_images"] == 2
