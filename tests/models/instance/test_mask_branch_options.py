@@ -31,6 +31,26 @@ def test_coordinate_channels_by_hand() -> None:
     assert coordinate_channels(torch.zeros(1, 1, 1, 1)).tolist() == [[[[-1.0]], [[-1.0]]]]
 
 
+class WithCoordinates(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat((x, coordinate_channels(x)), dim=1)
+
+
+def test_coordinate_channels_follow_the_size_in_an_exported_graph() -> None:
+    # torch.export would fix a traced linspace's length to the sample's.
+    dynamic = ({0: torch.export.Dim.AUTO, 2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO},)
+    sample = torch.zeros(2, 1, 5, 7)
+    program = torch.export.export(WithCoordinates(), (sample,), dynamic_shapes=dynamic)
+    for size in ((5, 7), (9, 4), (1, 3)):
+        x = torch.rand(3, 1, *size)
+        y, x_range = torch.meshgrid(
+            torch.linspace(-1, 1, size[0]), torch.linspace(-1, 1, size[1]), indexing="ij"
+        )
+        torch.testing.assert_close(
+            program.module()(x)[:, 1:], torch.stack((x_range, y)).expand(3, -1, -1, -1)
+        )
+
+
 def test_layers_of_the_solov2_branch() -> None:
     branch = solov2_branch()
     # P2 and P3 one convolution each, P4 two, P5 three: each x2 step has its own convolution.

@@ -34,14 +34,22 @@ def coordinate_channels(x: torch.Tensor) -> torch.Tensor:
     """(N, 2, h, w) normalised cell coordinates of a map ``x`` (N, C, h, w): channel 0 is x,
     channel 1 y, each running from -1 (first cell) to 1 (last cell) in equal steps.
 
-    CoordConv's channels (Liu et al. 2018) as SOLO's authors make them (``torch.linspace(-1, 1,
-    w)``): what lets a translation-invariant convolution tell where in the image it is.
+    CoordConv's channels (Liu et al. 2018) with the values of SOLO's authors' ``torch.linspace(-1,
+    1, w)``: what lets a translation-invariant convolution tell where in the image it is. Made
+    from ``arange`` and tensor arithmetic, as ``torch.export`` fixes a traced ``linspace``'s
+    length to the sample's.
     """
     n, _, h, w = x.shape
-    xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype)
-    ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)
+    xs, ys = (unit_range(length, x) for length in (w, h))
     grid = torch.stack((xs[None, :].expand(h, w), ys[:, None].expand(h, w)))
     return grid[None].expand(n, 2, h, w)
+
+
+def unit_range(length: int, like: torch.Tensor) -> torch.Tensor:
+    """``length`` evenly spaced values from -1 to 1 (-1 alone for one), ``like``'s device and
+    dtype."""
+    steps = torch.arange(length, device=like.device, dtype=like.dtype)
+    return steps * 2 / steps[-1:].clamp(min=1) - 1
 
 
 def upsample_cells(x: torch.Tensor, factor: int, size: Sequence[int]) -> torch.Tensor:
