@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.instance_targets import empty_target, instance_target, rectangles
 from scipy import ndimage
 
 from fcnlab.config import ModelConfig
@@ -17,7 +18,7 @@ from fcnlab.models import build_model, freeze_encoder, model_task, param_groups
 from fcnlab.models.from_config import build_model_from_config
 from fcnlab.models.instance import SOLOv2, points_nms, solov2_targets
 from fcnlab.models.instance.solov2 import centre_of_mass, grid_levels
-from fcnlab.ops.masks import mask_iou, masks_to_boxes, paste_masks
+from fcnlab.ops.masks import mask_iou, paste_masks
 
 # Grids and size ranges for images of 64-96 pixels (the paper's ranges / 4, coarse grids), so
 # that an object spans a few cells of its grid, as in the paper.
@@ -37,27 +38,6 @@ NARROW = {
 def narrow(num_classes: int = 3, **options) -> SOLOv2:
     torch.manual_seed(0)
     return build_model("solov2", num_classes, **(NARROW | options))
-
-
-def instance_target(masks: torch.Tensor, labels: list[int], crowd: list[int] | None = None):
-    """The instance contract's target: boxes derived from the masks."""
-    return {
-        "boxes": masks_to_boxes(masks),
-        "labels": torch.tensor(labels, dtype=torch.long),
-        "iscrowd": torch.tensor(crowd or [0] * len(labels), dtype=torch.long),
-        "masks": masks,
-    }
-
-
-def empty_target(height: int, width: int):
-    return instance_target(torch.zeros(0, height, width, dtype=torch.bool), [])
-
-
-def rectangles(height: int, width: int, *boxes: tuple[int, int, int, int]) -> torch.Tensor:
-    masks = torch.zeros(len(boxes), height, width, dtype=torch.bool)
-    for k, (x1, y1, x2, y2) in enumerate(boxes):
-        masks[k, y1:y2, x1:x2] = True
-    return masks
 
 
 def test_shapes_at_odd_input_sizes() -> None:
