@@ -359,7 +359,8 @@ class SOLOv2(nn.Module):
         ``mask_stride``}, best first, for the batch's input size ``image_size`` (H, W).
 
         The authors' inference: category probabilities kept at their 2x2 peaks (``points_nms``);
-        the (cell, class) pairs of probability at least ``cell_threshold`` (0.1), at most
+        the (cell, class) pairs of probability at least ``cell_threshold`` (0.1; and at least
+        ``score_threshold``, as maskness and decay only lower a score), at most
         ``pre_nms_top_k`` of them, make their masks; binary masks are the probabilities at least
         ``mask_threshold`` (0.5), a mask of no more cells than its level's stride is dropped;
         score = probability x maskness (mean probability inside the binary mask); Matrix NMS
