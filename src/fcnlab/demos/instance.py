@@ -66,10 +66,10 @@ class InstancePlan(ShapesPlan):
     head_depth: int = 2
     mask_branch_channels: int = 32
     mask_branch_depth: int = 2
-    epochs: int = 15
+    epochs: int = 12
     lr: float = 3e-3
     warmup_steps: int = 50
-    eval_every: int = 5
+    eval_every: int = 4
 
 
 FULL_PLAN = InstancePlan()
