@@ -22,13 +22,14 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from fcnlab.data.shapes import SHAPES_PALETTE, Shapes, build_shapes_instances
-from fcnlab.models.instance.condinst import SIZES_OF_INTEREST, CondInst, masks_at_stride
+from fcnlab.models.instance.condinst import SIZES_OF_INTEREST, CondInst
 from fcnlab.models.instance.dynamic import (
     dynamic_head_inputs,
     dynamic_mask_head,
     dynamic_params_count,
     split_dynamic_params,
 )
+from fcnlab.models.instance.targets import masks_at_stride
 from fcnlab.ops import mask_iou, matrix_nms, paste_masks
 from fcnlab.viz.colours import colorize
 from fcnlab.viz.instances import draw_instances, mask_outline

@@ -10,7 +10,7 @@ into losses and into per-image boxes, scores, labels and mask probabilities at
 
 from __future__ import annotations
 
-from fcnlab.models.instance.condinst import CondInst, masks_at_stride
+from fcnlab.models.instance.condinst import CondInst
 from fcnlab.models.instance.dynamic import (
     dynamic_head_inputs,
     dynamic_mask_head,
@@ -19,6 +19,7 @@ from fcnlab.models.instance.dynamic import (
 )
 from fcnlab.models.instance.mask_branch import MaskBranch, coordinate_channels, upsample_cells
 from fcnlab.models.instance.solov2 import SOLOv2, SOLOv2Head, points_nms, solov2_targets
+from fcnlab.models.instance.targets import instance_masks, masks_at_stride
 
 __all__ = [
     "CondInst",
@@ -29,6 +30,7 @@ __all__ = [
     "dynamic_head_inputs",
     "dynamic_mask_head",
     "dynamic_params_count",
+    "instance_masks",
     "masks_at_stride",
     "points_nms",
     "relative_coordinates",

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fcnlab.models.detection.fcos import FCOS, SIZE_RANGES, FCOSHead, fcos
@@ -34,6 +33,7 @@ from fcnlab.models.instance.dynamic import (
     dynamic_params_count,
 )
 from fcnlab.models.instance.mask_branch import MaskBranch, upsample_cells
+from fcnlab.models.instance.targets import instance_masks, masks_at_stride
 from fcnlab.models.necks import FPN
 from fcnlab.models.registry import MODELS
 from fcnlab.models.weights import WeightsSource
@@ -47,38 +47,6 @@ SIZES_OF_INTEREST = (64.0, 128.0, 256.0, 512.0, 1024.0)
 # draws 500 per GPU (MODEL.CONDINST.MAX_PROPOSALS in Base-CondInst.yaml) with 2 images per GPU
 # (16 images on 8 GPUs); per image, the bound does not depend on how a batch is split.
 MAX_PROPOSALS = 250
-
-
-def masks_at_stride(masks: torch.Tensor, stride: int) -> torch.Tensor:
-    """Binary masks (M, H, W) -> float (M, ceil(H / s), ceil(W / s)) on the stride-s grid.
-
-    As AdelaiDet's CondInst (``add_bitmasks``): every cell takes the pixel at offset
-    ``s // 2`` in both directions, ``masks[:, s//2::s, s//2::s]``; a cell whose pixel lies past
-    the bottom/right edge is background (AdelaiDet pads the masks to a multiple of 32 first).
-    Sampled before any conversion to float, so no full-size float copy is made.
-    """
-    height, width = masks.shape[-2:]
-    h, w = math.ceil(height / stride), math.ceil(width / stride)
-    start = stride // 2
-    sampled = masks[:, start::stride, start::stride].float()
-    return F.pad(sampled, (0, w - sampled.shape[-1], 0, h - sampled.shape[-2]))
-
-
-def instance_masks(target: Mapping[str, Any], index: int = 0) -> torch.Tensor:
-    """The bool masks (K, H, W) of one image's target, one per label, or a sentence why not."""
-    if "masks" not in target:
-        raise KeyError(
-            f"target {index} needs 'masks' (K, H, W) for CondInst's mask loss, got keys "
-            f"{sorted(target)}"
-        )
-    masks = torch.as_tensor(target["masks"])
-    count = torch.as_tensor(target["labels"]).numel()
-    if masks.dim() != 3 or len(masks) != count:
-        raise ValueError(
-            f"target {index} has masks of shape {tuple(masks.shape)} for {count} labels; "
-            "expected (K, H, W), one mask per object"
-        )
-    return masks.bool()
 
 
 class CondInst(FCOS):

@@ -36,8 +36,8 @@ from torch import nn
 from fcnlab.models.blocks import fit_size, group_norm, init_prior_bias, tower
 from fcnlab.models.detection.losses import sigmoid_focal_loss
 from fcnlab.models.detection.targets import check_batch, check_target
-from fcnlab.models.instance.condinst import instance_masks, masks_at_stride
 from fcnlab.models.instance.mask_branch import MaskBranch, coordinate_channels
+from fcnlab.models.instance.targets import instance_masks, masks_at_stride
 from fcnlab.models.necks import FPN
 from fcnlab.models.registry import MODELS, make_encoder
 from fcnlab.models.weights import WeightsSource
