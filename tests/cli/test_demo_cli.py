@@ -15,6 +15,7 @@ from fcnlab.registry import Registry
 RUNNERS = {
     "segmentation": "fcnlab.demos.segmentation.run_segmentation_demo",
     "detection": "fcnlab.demos.detection.run_detection_demo",
+    "instance": "fcnlab.demos.instance.run_instance_demo",
 }
 
 
@@ -24,6 +25,7 @@ RUNNERS = {
         (["--quick"], "segmentation", True),
         (["--task", "segmentation"], "segmentation", False),
         (["--task", "detection", "--quick"], "detection", True),
+        (["--task", "instance", "--quick"], "instance", True),
     ],
 )
 def test_demo_runs_the_chosen_demo_with_the_options(
@@ -34,6 +36,28 @@ def test_demo_runs_the_chosen_demo_with_the_options(
     monkeypatch.setattr(RUNNERS[demo], lambda **kwargs: calls.append(kwargs))
     assert main(["demo", *options, "--out", str(tmp_path)]) == 0
     assert calls == [{"quick": quick, "output_root": str(tmp_path)}]
+
+
+def test_model_is_passed_to_a_demo_that_offers_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(RUNNERS["instance"], lambda **kwargs: calls.append(kwargs))
+    assert main(["demo", "--task", "instance", "--model", "solov2", "--out", str(tmp_path)]) == 0
+    assert calls == [{"quick": False, "output_root": str(tmp_path), "model": "solov2"}]
+
+
+def test_a_model_the_demo_does_not_offer_is_one_line_naming_what_it_offers(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(RUNNERS["detection"], lambda **kwargs: calls.append(kwargs))
+    assert main(["demo", "--task", "detection", "--model", "solov2"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--model solov2: the detection demo offers no choice of model" in err
+    assert calls == []
+    with pytest.raises(SystemExit):  # not a model any demo trains
+        main(["demo", "--task", "instance", "--model", "fcos"])
 
 
 def test_an_unregistered_task_is_refused() -> None:

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from fcnlab.config import config_to_dict, load_config
 from fcnlab.data import Shapes
 from fcnlab.demos.instance import (
     FULL_PLAN,
+    MODELS,
     QUICK_PLAN,
     RUN_NAME,
     instance_config,
@@ -123,9 +126,28 @@ def test_run_returns_what_metrics_json_holds_and_prints_the_tables(quick: QuickR
     )
     assert "Held-out Shapes images: COCO mask and box AP" in printed
     assert f"{100 * summary['mask_AP50']:.1f}" in printed
-    assert f"instance segmentation demo finished in {summary['seconds']:.0f} s." in printed
+    finished = f"instance segmentation demo (CondInst) finished in {summary['seconds']:.0f} s."
+    assert finished in printed
 
 
 def test_the_demo_trains_a_model_of_the_task_it_is_registered_under() -> None:
-    model = instance_config(FULL_PLAN, "runs").model.name
-    assert task_of_model_name(model).name == "instance"
+    for name in MODELS:
+        model = instance_config(replace(FULL_PLAN, model=name), "runs").model.name
+        assert model == name and task_of_model_name(model).name == "instance"
+
+
+def test_each_model_has_its_run_folder_and_its_shipped_recipe() -> None:
+    configs = Path(__file__).parents[2] / "configs"
+    folders = set()
+    for name in MODELS:
+        demo = instance_config(replace(FULL_PLAN, model=name), "runs")
+        folders.add(demo.run_dir)
+        shipped = config_to_dict(load_config(configs / f"{name}_shapes.yaml"))
+        for section in ("model", "data", "train", "stages", "eval"):
+            assert shipped[section] == config_to_dict(demo)[section], (name, section)
+    assert folders == {Path("runs/demo_instance"), Path("runs/demo_instance_solov2")}
+
+
+def test_an_unknown_model_is_refused() -> None:
+    with pytest.raises(ValueError, match="trains condinst or solov2, not 'fcos'"):
+        instance_config(replace(FULL_PLAN, model="fcos"), "runs")

@@ -47,6 +47,13 @@ from fcnlab.tasks.instance.evaluate import (
 from fcnlab.tasks.instance.report import summaries
 
 RUN_NAME = "demo_instance"
+#: The models the demo trains (``fcnlab demo --task instance --model NAME``), the default first.
+MODELS = ("condinst", "solov2")
+# SOLOv2's grids and size ranges scaled to 80-pixel images holding shapes of 20-64 pixels: the
+# paper's ranges / 4 and grids of 12-4 cells (its 40-12 on ~1000-pixel images), so that an object
+# spans 3-6 cells of its level's grid, as in the paper.
+SOLOV2_GRIDS = (12, 10, 8, 6, 4)
+SOLOV2_SCALE_RANGES = ((1, 24), (12, 48), (24, 96), (48, 192), (96, 512))
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,7 @@ class InstancePlan(ShapesPlan):
     shape of their class (``touching``).
     """
 
+    model: str = "condinst"
     train_images: int = 2048
     num_classes: int = 5
     shapes_per_image: tuple[int, int] = (1, 3)
@@ -66,6 +74,7 @@ class InstancePlan(ShapesPlan):
     head_depth: int = 2
     mask_branch_channels: int = 32
     mask_branch_depth: int = 2
+    solov2_head_channels: int = 64
     epochs: int = 12
     lr: float = 3e-3
     warmup_steps: int = 50
@@ -85,21 +94,41 @@ QUICK_PLAN = replace(
 )
 
 
+def run_name(model: str) -> str:
+    """The demo's run folder for ``model``: ``demo_instance``, ``demo_instance_solov2``."""
+    return RUN_NAME if model == MODELS[0] else f"{RUN_NAME}_{model}"
+
+
+def model_options(plan: InstancePlan) -> dict[str, Any]:
+    """The options of ``plan.model``'s builder: narrow pyramid, heads and mask branch."""
+    if plan.model == "condinst":
+        return {
+            "fpn_channels": plan.fpn_channels,
+            "head_depth": plan.head_depth,
+            "mask_branch_channels": plan.mask_branch_channels,
+            "mask_branch_depth": plan.mask_branch_depth,
+        }
+    if plan.model == "solov2":
+        return {
+            "fpn_channels": plan.fpn_channels,
+            "head_channels": plan.solov2_head_channels,
+            "head_depth": plan.head_depth,
+            "mask_channels": plan.mask_branch_channels,
+            "mask_branch_channels": plan.mask_branch_channels,
+            "num_grids": list(SOLOV2_GRIDS),
+            "scale_ranges": [list(r) for r in SOLOV2_SCALE_RANGES],
+        }
+    raise ValueError(f"the instance demo trains {' or '.join(MODELS)}, not {plan.model!r}")
+
+
 def instance_config(plan: InstancePlan, output_root: str) -> Config:
-    """The demo as an engine configuration (``configs/condinst_shapes.yaml`` is the full one)."""
+    """The demo as an engine configuration (``configs/condinst_shapes.yaml`` and
+    ``configs/solov2_shapes.yaml`` are the full ones)."""
     return shapes_config(
         plan,
         output_root,
-        RUN_NAME,
-        model=vgg_model_config(
-            plan,
-            "condinst",
-            plan.num_classes,
-            fpn_channels=plan.fpn_channels,
-            head_depth=plan.head_depth,
-            mask_branch_channels=plan.mask_branch_channels,
-            mask_branch_depth=plan.mask_branch_depth,
-        ),
+        run_name(plan.model),
+        model=vgg_model_config(plan, plan.model, plan.num_classes, **model_options(plan)),
         data_options={
             "num_images": plan.train_images,
             "num_classes": plan.num_classes,
@@ -110,6 +139,9 @@ def instance_config(plan: InstancePlan, output_root: str) -> Config:
         warmup_steps=plan.warmup_steps,
         eval_every=plan.eval_every,
     )
+
+
+NAMES = {"condinst": "CondInst", "solov2": "SOLOv2"}
 
 
 def held_out_instances(
@@ -150,21 +182,28 @@ def run_instance_demo(
     console: Console | None = None,
     progress: bool | None = None,
     plan: InstancePlan | None = None,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """Train CondInst on Shapes' instances through the engine and score the held-out images
-    (``plan`` overrides the full or quick plan); returns what
-    ``runs/demo_instance/metrics.json`` holds."""
+    """Train ``model`` (CondInst by default, or SOLOv2) on Shapes' instances through the engine
+    and score the held-out images (``plan`` overrides the full or quick plan); returns what
+    ``runs/demo_instance[_MODEL]/metrics.json`` holds."""
     run = DemoRun.start(quick, console, progress)
     plan = run.plan(plan, FULL_PLAN, QUICK_PLAN)
+    if model is not None:
+        plan = replace(plan, model=model)
 
     config = instance_config(plan, output_root)
     # The initial weights are drawn from the plan's seed too, so that a run repeats.
     torch.manual_seed(plan.seed)
     model = build_model_from_config(config.model)
     val_set = build_split(config.data, config.data.val_split, train=False, task=task_of(model).name)
+    how = {
+        "condinst": "FCOS boxes and a dynamic mask head per shape",
+        "solov2": "grid cells, dynamic kernels and Matrix NMS",
+    }
     run.console.rule(
-        f"[bold]CondInst ({plan.encoder} at {plan.width}x width, random init) on "
-        f"{plan.size}x{plan.size} Shapes: FCOS boxes and a dynamic mask head per shape"
+        f"[bold]{NAMES[plan.model]} ({plan.encoder} at {plan.width}x width, random init) on "
+        f"{plan.size}x{plan.size} Shapes: {how[plan.model]}"
     )
     result = run.train(config, model, val_set=val_set)
 
@@ -179,6 +218,7 @@ def run_instance_demo(
 
     summary: dict[str, Any] = {
         **summarise(evaluation, classes),
+        "model": plan.model,
         "classes": classes,
         "held_out_images": len(records),
         "train_images": plan.train_images,
@@ -188,7 +228,7 @@ def run_instance_demo(
         run_dir,
         summary,
         [*summaries(evaluation), results_table(summary)],
-        what="instance segmentation demo",
+        what=f"instance segmentation demo ({NAMES[plan.model]})",
         files="curves.png, instances.png (image | ground truth | prediction), pr_curve.png, "
         "ground_truth.json, instances.json (masks as RLE) and detections.json (boxes), "
         "in COCO's formats",
@@ -227,7 +267,8 @@ def instance_demo() -> Demo:
     return Demo(
         run=run_instance_demo,
         run_name=RUN_NAME,
-        summary="CondInst segments every shape separately",
-        description="train CondInst to give each shape its own mask and report held-out COCO "
-        "mask AP and box AP.",
+        summary="CondInst (or SOLOv2) segments every shape separately",
+        description="train CondInst (--model solov2: SOLOv2) to give each shape its own mask and "
+        "report held-out COCO mask AP and box AP.",
+        models=MODELS,
     )

@@ -15,13 +15,16 @@ class Demo:
 
     ``run(quick=..., output_root=...)`` runs it and returns its ``metrics.json`` summary;
     ``run_name`` is its run folder under ``output_root``; ``summary`` is one line for
-    ``fcnlab --help``, ``description`` a sentence for ``fcnlab demo --help``.
+    ``fcnlab --help``, ``description`` a sentence for ``fcnlab demo --help``. ``models`` names
+    the models it can train (``fcnlab demo --model``, passed on as ``run(model=...)``), its
+    default first; a demo of one fixed model leaves it empty.
     """
 
     run: Callable[..., dict[str, Any]]
     run_name: str
     summary: str
     description: str
+    models: tuple[str, ...] = ()
 
 
 #: Task name -> a builder of its :class:`Demo` (each demo module registers one).
