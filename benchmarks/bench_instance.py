@@ -1,11 +1,11 @@
-"""Instance segmentation speed and memory: CondInst forward + post-processing, and the peak memory
-of evaluating one large image.
+"""Instance segmentation speed and memory: CondInst and SOLOv2 forward + post-processing, Matrix
+NMS, and the peak memory of evaluating one large image.
 
 Prints one markdown table, all measured in this run on this machine:
 
 - images/s of eval-mode ``model(x)`` + ``model.decode`` + pasting every kept mask at the input's
-  size (bool, threshold 0.5) on (1, 3, S, S) inputs, for CondInst on ResNet-50 (the paper's) and
-  on a narrow encoder, untrained; where torchvision happens to be installed (the peers'
+  size (bool, threshold 0.5) on (1, 3, S, S) inputs, for CondInst and SOLOv2 on ResNet-50 (the
+  papers') and on a narrow encoder, untrained; where torchvision happens to be installed (the peers'
   environment, ``../shared/peers/``), its Mask R-CNN R50-FPN in the same rows, at the same score
   threshold, input size (``min_size = max_size = S``, so its transform does not resize) and
   detections per image (100). The default threshold is 0: an untrained model then keeps its top
@@ -46,15 +46,21 @@ from fcnlab.tasks.instance.evaluate import evaluation_peak_memory
 Row = tuple[str, str, str, float, str]
 
 
-def condinst_infer(
+def instance_infer(
     model: torch.nn.Module, x: torch.Tensor, score_threshold: float
 ) -> Callable[[], int]:
-    """One forward + decode + bool masks at the input's size; returns the instances kept."""
+    """One forward + decode + bool masks at the input's size; returns the instances kept.
+
+    SOLOv2's grid cells are also kept from ``score_threshold`` (its ``cell_threshold``, 0.1 by
+    default, would keep no cell of an untrained model, whose probabilities start at 0.01)."""
     size = tuple(x.shape[-2:])
+    options = {"cell_threshold": score_threshold} if model.__class__.__name__ == "SOLOv2" else {}
 
     def infer() -> int:
         with torch.no_grad():
-            found = model.decode(model(x), size, score_threshold=score_threshold, top_k=100)
+            found = model.decode(
+                model(x), size, score_threshold=score_threshold, top_k=100, **options
+            )
             masks = [paste_masks(d["masks"], model.mask_stride, size) for d in found]
         return sum(len(m) for m in masks)
 
@@ -95,14 +101,15 @@ def model_rows(
     torch.manual_seed(0)
     x = torch.rand(1, 3, size, size, device=device)
     rows = []
-    for encoder, options in encoders.items():
-        model = build_model("condinst", 80, encoder=encoder, encoder_options=options)
-        infer = condinst_infer(model.to(device).eval(), x, threshold)
-        kept = infer()
-        ms = median_ms(infer, repeats, device)
-        label = encoder + (f" width {options['width']}" if "width" in options else "")
-        rows.append(("CondInst forward + decode + masks", f"1x3x{size}x{size}, {label}",
-                     "fcnlab", ms, f"{1e3 / ms:.2f} images/s, {kept} instances"))  # fmt: skip
+    for name, title in (("condinst", "CondInst"), ("solov2", "SOLOv2")):
+        for encoder, options in encoders.items():
+            model = build_model(name, 80, encoder=encoder, encoder_options=options)
+            infer = instance_infer(model.to(device).eval(), x, threshold)
+            kept = infer()
+            ms = median_ms(infer, repeats, device)
+            label = encoder + (f" width {options['width']}" if "width" in options else "")
+            rows.append((f"{title} forward + decode + masks", f"1x3x{size}x{size}, {label}",
+                         "fcnlab", ms, f"{1e3 / ms:.2f} images/s, {kept} instances"))  # fmt: skip
     peer = maskrcnn_infer(x.cpu() if device.type == "cpu" else x, threshold)
     if peer is not None:
         kept = peer()
