@@ -82,7 +82,7 @@ def test_what_the_task_says_of_itself() -> None:
     assert (task.name, task.noun, task.annotations) == (
         "instance", "instance segmentation model", "instance masks")  # fmt: skip
     assert task.metric == "mask AP" and not task.dense_inference
-    assert task.export_formats == ("safetensors",) and task.statistics_plot is None
+    assert task.export_formats == ("onnx", "safetensors") and task.statistics_plot is None
     assert task.curve_metrics[0] == "mask_AP"  # the score's curve first
     task.validate_config(Config())
 
@@ -231,7 +231,11 @@ def test_write_predictions_writes_pictures_id_maps_and_coco_json(tmp_path: Path)
                               out / "instances.json"]  # fmt: skip
     printed = " ".join(console.file.getvalue().split())
     assert "wrote 1 pictures of instances with their instance-id maps and" in printed
-    with pytest.raises(ValueError, match="runs with PyTorch only"), Bars(console) as bars:
+    # An .onnx path runs with onnxruntime (tests/tasks/instance/test_instance_deploy.py).
+    with (
+        pytest.raises(FileNotFoundError, match=r"model\.onnx' does not exist"),
+        Bars(console) as bars,
+    ):
         task.write_predictions(
             tmp_path / "model.onnx", metadata, [], out, PredictOptions(), console, bars
         )

@@ -19,15 +19,17 @@ from torch.utils.data import Dataset
 
 from fcnlab.config import Config
 from fcnlab.data.stats import BoxCounts
+from fcnlab.inference.export import ExportGraph
 from fcnlab.inference.metadata import ModelMetadata
 from fcnlab.inference.options import PredictOptions
 from fcnlab.inference.predictor import resolve_device
 from fcnlab.runtime.console import Bars, print_literal
 from fcnlab.tasks.base import EvalSettings, Infer, Predictions, class_names
+from fcnlab.tasks.deploy import OnnxArchitecture
 from fcnlab.tasks.detection import statistics
 from fcnlab.tasks.detection.report import detection_palette, write_pr_curves
 from fcnlab.tasks.detection.task import DetectionTask
-from fcnlab.tasks.instance import report
+from fcnlab.tasks.instance import deploy, report
 from fcnlab.tasks.instance.evaluate import (
     InstanceEvalResult,
     InstanceEvaluator,
@@ -48,7 +50,7 @@ class InstanceTask(DetectionTask):
     annotations = "instance masks"
     metric = "mask AP"
     curve_metrics = ("mask_AP", "mask_AP50", "box_AP")
-    export_formats = ("safetensors",)
+    export_formats = ("onnx", "safetensors")
     dense_inference = False
     statistics_plot = None
 
@@ -108,6 +110,12 @@ class InstanceTask(DetectionTask):
         """Instances per class (and crowd regions), images without instances."""
         return statistics.box_table(split, counts, objects="instances", difficult=False)
 
+    def export_graph(self, model: nn.Module) -> ExportGraph:
+        """The raw forward outputs by name (CondInst: FCOS's, "controller", "mask_features";
+        SOLOv2: "cate_logits", "kernels", "mask_features"); the post-processing stays fcnlab's,
+        the architecture's own ``decode`` (``fcnlab.tasks.deploy.OnnxArchitecture``)."""
+        return deploy.instance_graph(model)
+
     def write_predictions(
         self,
         model: nn.Module | Path,
@@ -119,12 +127,10 @@ class InstanceTask(DetectionTask):
         bars: Bars,
     ) -> Predictions:
         """``NAME_instances.png`` and ``NAME_instance_ids.png`` per image, ``instances.json``
-        (COCO results format, RLE masks)."""
+        (COCO results format, RLE masks); ``model`` may be an exported ``.onnx`` path (run with
+        onnxruntime, decoded by fcnlab)."""
         if not isinstance(model, nn.Module):
-            raise ValueError(
-                f"{str(model)!r}: an instance segmentation model runs with PyTorch only (it "
-                "exports as safetensors)"
-            )
+            model = OnnxArchitecture(model)
         device = resolve_device(options.device)
         result = write_instances(
             model, metadata, images, out, device, options.score_threshold, console, bars
