@@ -20,6 +20,17 @@ RECIPES: dict[str, dict[str, Any]] = {
                "head_depth": 1, "mask_channels": 16, "mask_branch_channels": 16},
 }  # fmt: skip
 ENCODER = "vgg16_bn"
+# (height, width) of the odd sizes, neither a multiple of the encoders' stride, at which
+# onnxruntime's instances are compared with PyTorch's. SOLOv2's are at least 96 pixels: below, P5
+# has at most 2 rows (or columns) and P6 (P5 every second cell) one, so its 12 x 12 grid is one
+# value resized, whose cells tie exactly; points NMS compares neighbours for equality, so which of
+# the tied cells are peaks is decided by the last bit, which onnxruntime and PyTorch round
+# differently (their raw outputs agree there all the same).
+ODD_SIZES = {"condinst": ((67, 93), (45, 77)), "solov2": ((99, 133), (113, 97))}
+# How far onnxruntime's boxes may be from PyTorch's, in input pixels: CondInst's boxes are FCOS's
+# regression; SOLOv2's are its pasted masks' boxes, which a pixel differing on a mask's edge
+# moves by one.
+BOX_TOLERANCE = {"condinst": 1e-3, "solov2": 1.0}
 # SOLOv2's category bias in the spread model: a prior of 0.03 (sigmoid(-3.5)), under which a few
 # dozen (cell, class) pairs per image pass the decode's 0.1 threshold, as a trained model's do.
 # With every cell near 0.5, thousands would: masks thresholded at 0.5 in thousands of candidates

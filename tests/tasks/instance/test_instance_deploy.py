@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.instance_exports import instance_model_config, spread_instance_model
+from helpers.instance_exports import (
+    BOX_TOLERANCE,
+    ODD_SIZES,
+    instance_model_config,
+    spread_instance_model,
+)
 from torch import nn
 
 from fcnlab.inference import ModelMetadata
@@ -35,19 +40,11 @@ OUTPUTS = {
     ),
     "solov2": ("cate_logits", "kernels", "mask_features"),
 }  # fmt: skip
-# (batch, height, width): odd sizes, neither a multiple of the encoders' stride. SOLOv2's at
-# least 96 rows and columns: below, P5 has at most 2 rows and P6 (P5 every second cell) one,
-# so its 12 x 12 grid is one value resized, whose cells tie exactly; points NMS compares
-# neighbours for equality, so which of tied cells are peaks is decided by the last bit, which
-# onnxruntime and PyTorch round differently (the raw outputs agree there too: see the first
-# test, at 67 x 93).
+# (batch, height, width) of the comparisons: the helper's odd sizes, the first with 2 images.
 SIZES = {
-    "condinst": [(2, 67, 93), (1, 45, 77)],
-    "solov2": [(2, 99, 133), (1, 113, 97)],
+    name: [(2 - k, height, width) for k, (height, width) in enumerate(sizes)]
+    for name, sizes in ODD_SIZES.items()
 }
-# Box tolerance in input pixels: CondInst's boxes are FCOS's regression; SOLOv2's are its pasted
-# masks' boxes, which a pixel differing on a mask's edge moves by one.
-BOX_TOLERANCE = {"condinst": 1e-3, "solov2": 1.0}
 CLASSES = ["disk", "square", "triangle"]
 
 
