@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers.dynamic_heads import heads_by_hand, run_head
+from helpers.instance_targets import empty_target, instance_target, overfit, rectangles, two_shapes
 
 import fcnlab.models.instance.condinst as condinst_module
 from fcnlab.config import ModelConfig
@@ -18,7 +19,7 @@ from fcnlab.models.detection.fcos import FCOS
 from fcnlab.models.detection.targets import fcos_targets
 from fcnlab.models.from_config import build_model_from_config
 from fcnlab.models.instance import CondInst, masks_at_stride
-from fcnlab.ops.masks import mask_iou, masks_to_boxes, paste_masks
+from fcnlab.ops.masks import mask_iou, paste_masks
 
 NARROW = {
     "encoder": "vgg16_bn",
@@ -34,27 +35,6 @@ SIZES_OF_INTEREST = [64, 128, 256, 512, 1024]
 def narrow(num_classes: int = 3, **options) -> CondInst:
     torch.manual_seed(0)
     return build_model("condinst", num_classes, **(NARROW | options))
-
-
-def instance_target(masks: torch.Tensor, labels: list[int], crowd: list[int] | None = None):
-    """The instance contract's target: boxes derived from the masks."""
-    return {
-        "boxes": masks_to_boxes(masks),
-        "labels": torch.tensor(labels, dtype=torch.long),
-        "iscrowd": torch.tensor(crowd or [0] * len(labels), dtype=torch.long),
-        "masks": masks,
-    }
-
-
-def empty_target(height: int, width: int):
-    return instance_target(torch.zeros(0, height, width, dtype=torch.bool), [])
-
-
-def rectangles(height: int, width: int, *boxes: tuple[int, int, int, int]) -> torch.Tensor:
-    masks = torch.zeros(len(boxes), height, width, dtype=torch.bool)
-    for k, (x1, y1, x2, y2) in enumerate(boxes):
-        masks[k, y1:y2, x1:x2] = True
-    return masks
 
 
 def test_shapes_at_odd_input_sizes() -> None:
@@ -241,23 +221,8 @@ def test_decode_follows_the_instance_contract() -> None:
 def test_overfits_one_image_and_finds_its_instances() -> None:
     torch.manual_seed(0)
     model = build_model("condinst", 2, **NARROW)
-    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
-    disc = (yy - 30) ** 2 + (xx - 24) ** 2 < 14**2
-    wedge = (xx >= 36) & (xx < 60) & (yy >= 40) & (yy < 62) & (xx - 36 <= (yy - 40) * 1.1)
-    masks = torch.stack([disc, wedge])
-    image = torch.rand(1, 3, 64, 64) * 0.2
-    image[0, 0][disc] = 1.0
-    image[0, 1][wedge] = 1.0
-    targets = [instance_target(masks, [0, 1])]
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    first = None
-    for _ in range(100):
-        losses = model.loss(model(image), targets)
-        first = first if first is not None else losses["mask"].item()
-        optimizer.zero_grad()
-        losses["loss"].backward()
-        optimizer.step()
-    assert losses["mask"].item() < first / 5
+    image, masks = two_shapes()
+    assert overfit(model, image, masks, steps=100) > 5  # the mask loss falls 5x
     model.eval()
     with torch.no_grad():
         (found,) = model.decode(model(image), (64, 64))
