@@ -23,21 +23,30 @@ Prints one markdown table, all measured in this run on this machine:
   greedy equivalent;
 - the rise of peak resident memory while the instance evaluator processes one 2048x1024 image with
   100 detections (paste, threshold, RLE-encode), pasting 16 masks at a time (fcnlab's) against
-  all 100 float masks at full size at once, each measured in a fresh process::
+  all 100 float masks at full size at once, each measured in a fresh process;
+- with ``--onnx``, each model is also exported (``fcnlab export --format onnx``: its raw forward
+  outputs) and forward + decode + masks is timed on the CPU with onnxruntime against eager
+  PyTorch, called alternately on the same input with the same thresholds and thread count; the
+  note counts the instances both find alike and gives the outputs' largest difference::
 
     python benchmarks/bench_instance.py                        # 512x512, median of 3
     python benchmarks/bench_instance.py --quick                # 128x128, narrow encoder only
+    python benchmarks/bench_instance.py --quick --onnx --device cpu   # + onnxruntime rows
     PYTHONPATH=src /tmp/peers/bin/python benchmarks/bench_instance.py   # with Mask R-CNN
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
-from harness import median_ms
+from harness import median_ms, paired_median_ms
 
+from fcnlab.inference import ModelMetadata
+from fcnlab.inference.metadata import default_palette
 from fcnlab.models import build_model
 from fcnlab.ops.masks import mask_iou, paste_masks
 from fcnlab.ops.matrix_nms import matrix_nms
@@ -244,6 +253,82 @@ def matrix_nms_rows(
     return rows
 
 
+def common_instances(found: list[dict], reference: list[dict]) -> int:
+    """How many of ``reference``'s instances ``found`` has too: the same label, the score to
+    1e-4, the mask pasted at the input's size (``"pasted"``) equal to within 0.5 % of its
+    pixels."""
+    common = 0
+    for a, b in zip(found, reference, strict=True):
+        for label, score, mask in zip(b["labels"], b["scores"], b["pasted"], strict=True):
+            alike = ((a["labels"] == label) & ((a["scores"] - score).abs() <= 1e-4)).nonzero()
+            differing = (a["pasted"][alike[:, 0]] != mask).flatten(1).sum(1)
+            common += bool((differing <= 0.005 * mask.numel()).any())
+    return common
+
+
+def onnx_rows(size: int, repeats: int, encoders: dict[str, dict], threshold: float) -> list[Row]:
+    """(what, setting, implementation, ms, note) of forward + decode + masks on the CPU: eager
+    PyTorch and onnxruntime running the model's ``fcnlab export`` (``threshold``, top 100, and
+    SOLOv2's cells kept from ``threshold`` as in ``instance_infer``), each with torch's number of
+    threads."""
+    from fcnlab.inference.export import export_model
+    from fcnlab.tasks.deploy import OnnxArchitecture
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, size, size)
+    rows = []
+    for name, title in (("condinst", "CondInst"), ("solov2", "SOLOv2")):
+        options = {"cell_threshold": threshold} if name == "solov2" else {}
+        for encoder, encoder_options in encoders.items():
+            recipe = {"encoder_options": encoder_options} if encoder_options else {}
+            model = build_model(name, 80, encoder=encoder, **recipe).eval()
+            metadata = ModelMetadata(
+                name=name,
+                num_classes=80,
+                classes=[str(k) for k in range(80)],
+                palette=default_palette(80),
+                encoder=encoder,
+                options=recipe,
+            )
+            with tempfile.TemporaryDirectory() as folder:
+                path = export_model(model, metadata, "onnx", Path(folder) / f"{name}.onnx")
+                exported = OnnxArchitecture(path, threads=torch.get_num_threads())
+
+            def instances(m: torch.nn.Module, o: dict = options) -> list[dict]:
+                """Forward + decode + every kept mask pasted at the input's size."""
+                with torch.no_grad():
+                    found = m.decode(m(x), (size, size), score_threshold=threshold, **o)
+                    for d in found:
+                        d["pasted"] = paste_masks(d["masks"], m.mask_stride, (size, size))
+                return found
+
+            torch_ms, onnx_ms = paired_median_ms(
+                lambda m=model: instances(m), lambda m=exported: instances(m), repeats, x.device
+            )
+            with torch.no_grad():
+                expected, found = model(x), exported(x)
+            difference = max(float((found[k] - v).abs().max()) for k, v in expected.items())
+            reference = instances(model)
+            kept = sum(len(d["scores"]) for d in reference)
+            # An untrained model's scores nearly tie: an output difference of 1e-6 can swap
+            # tied candidates (SOLOv2's peaks and masks at 0.5 too), so the note gives the
+            # outputs' difference as well.
+            common = common_instances(instances(exported), reference)
+            label = encoder + (
+                f" width {encoder_options['width']}" if "width" in encoder_options else ""
+            )
+            setting = f"1x3x{size}x{size}, {label}, CPU"
+            what = f"{title} forward + decode + masks"
+            rows += [
+                (what, setting, "fcnlab, eager PyTorch", torch_ms,
+                 f"{1e3 / torch_ms:.2f} images/s, {kept} instances"),
+                (what, setting, "fcnlab, onnxruntime", onnx_ms,
+                 f"{torch_ms / onnx_ms:.2f}x eager; {common} of {kept} instances the same, "
+                 f"outputs within {difference:.1e}"),
+            ]  # fmt: skip
+    return rows
+
+
 def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -253,6 +338,9 @@ def main() -> None:
     parser.add_argument("--score-threshold", type=float, default=0.0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--onnx", action="store_true", help="also onnxruntime vs eager PyTorch on the CPU"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -272,6 +360,8 @@ def main() -> None:
     print("|---|---|---|---:|---|")
     rows = model_rows(size, repeats, device, encoders, args.score_threshold) + memory_rows(*large)
     rows += matrix_nms_rows(500, 64 if args.quick else 128, repeats, device)
+    if args.onnx:
+        rows += onnx_rows(size, repeats, encoders, args.score_threshold)
     for what, setting, name, value, note in rows:
         print(f"| {what} | {setting} | {name} | {value:.1f} | {note} |")
 
