@@ -22,10 +22,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 ENCODER = "vgg16_bn"
 # (height, width) of the odd sizes, neither a multiple of the encoders' stride, at which
 # onnxruntime's instances are compared with PyTorch's. SOLOv2's are at least 96 pixels: below, P5
-# has at most 2 rows (or columns) and P6 (P5 every second cell) one, so its 12 x 12 grid is one
-# value resized, whose cells tie exactly; points NMS compares neighbours for equality, so which of
-# the tied cells are peaks is decided by the last bit, which onnxruntime and PyTorch round
-# differently (their raw outputs agree there all the same).
+# has at most 2 rows (or columns) and P6 (P5 every second cell) one, so the 12 x 12 grid that
+# reads P6 is constant along that axis and its cells tie; points NMS compares neighbours for
+# equality, so which of the tied cells are peaks is decided by the last bit, which onnxruntime
+# and PyTorch round differently (their raw outputs agree there all the same).
 ODD_SIZES = {"condinst": ((67, 93), (45, 77)), "solov2": ((99, 133), (113, 97))}
 # How far onnxruntime's boxes may be from PyTorch's, in input pixels: CondInst's boxes are FCOS's
 # regression; SOLOv2's are its pasted masks' boxes, which a pixel differing on a mask's edge
