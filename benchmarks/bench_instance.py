@@ -48,6 +48,7 @@ from harness import median_ms, paired_median_ms
 from fcnlab.inference import ModelMetadata
 from fcnlab.inference.metadata import default_palette
 from fcnlab.models import build_model
+from fcnlab.models.instance import SOLOv2
 from fcnlab.ops.masks import mask_iou, paste_masks
 from fcnlab.ops.matrix_nms import matrix_nms
 from fcnlab.tasks.instance.evaluate import evaluation_peak_memory
@@ -63,7 +64,7 @@ def instance_infer(
     SOLOv2's grid cells are also kept from ``score_threshold`` (its ``cell_threshold``, 0.1 by
     default, would keep no cell of an untrained model, whose probabilities start at 0.01)."""
     size = tuple(x.shape[-2:])
-    options = {"cell_threshold": score_threshold} if model.__class__.__name__ == "SOLOv2" else {}
+    options = {"cell_threshold": score_threshold} if isinstance(model, SOLOv2) else {}
 
     def infer() -> int:
         with torch.no_grad():
