@@ -14,7 +14,8 @@ What is written depends on the model's task (see each task's ``write_predictions
   its own colour, outlined and captioned with its class name and score (``NAME_instances.png``),
   writes an instance-id map (``NAME_instance_ids.png``, 16-bit grey: 0 background, ``k`` the
   image's ``k``-th instance in ``instances.json``) and all instances to ``instances.json``,
-  COCO results with RLE masks at each image's stored size.
+  COCO results with RLE masks at each image's stored size; with ``--backend onnxruntime`` an
+  exported ``.onnx`` file computes its raw outputs and fcnlab decodes them as PyTorch's.
 
 An image that cannot be read (truncated, not an image) does not stop the others: every other
 image is written, the unreadable ones are listed at the end with the reason, and the exit status

@@ -8,7 +8,8 @@ palette, mean/std, input and output layout) under the key ``"fcnlab"``: in ONNX'
   trace SegNet's and DeconvNet's ``max_unpool2d(output_size=...)`` in this torch), opset 18,
   dynamic batch, height and width; the file is checked with ``onnx.checker``. What the graph
   returns is the model's task's :class:`ExportGraph`: a segmentation model's logits, a
-  detector's raw head outputs by name (its decoding stays fcnlab's, applied to them).
+  detector's or an instance model's raw outputs by name (its decoding stays fcnlab's, applied
+  to them).
 * safetensors: the weights alone; :func:`fcnlab.inference.load_trained` rebuilds the model
   with ``build_model`` from the header's recipe and loads them.
 * TorchScript: ``torch.jit.trace``, then checked at a second, odd size, because a trace can
@@ -232,9 +233,9 @@ def export_model(
 ) -> Path:
     """Export ``model`` with ``metadata`` to ``path`` in format ``fmt`` (see ``export_formats``).
 
-    The model's task says which formats hold it: a detector exports as ONNX (its raw head
-    outputs, decoded by fcnlab after onnxruntime) or safetensors, not as TorchScript (whose
-    trace carries one logits map)."""
+    The model's task says which formats hold it: a detector or an instance model exports as
+    ONNX (its raw outputs, decoded by fcnlab after onnxruntime) or safetensors, not as
+    TorchScript (whose trace carries one logits map)."""
     from fcnlab.tasks import task_of
 
     exporter = EXPORTERS.get(fmt)  # a KeyError naming the known formats

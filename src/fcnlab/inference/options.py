@@ -12,7 +12,8 @@ class PredictOptions:
     """How to run a model on new images and draw its predictions.
 
     ``window``/``overlap``/``tta`` apply to dense per-pixel predictions (sliding windows,
-    test-time augmentation); ``score_threshold`` to detections; ``alpha`` is the overlay opacity.
+    test-time augmentation); ``score_threshold`` to detections and instances; ``alpha`` is the
+    overlay opacity.
     """
 
     device: str = "auto"
