@@ -182,6 +182,53 @@ def test_nms_in_small_steps_gives_the_same_answer(
     assert torch.equal(batched_nms(boxes, scores, labels, 0.2), whole)
 
 
+@pytest.mark.parametrize("thr", [0.0, 0.3, 0.7, 1.0])
+@pytest.mark.parametrize("grid", [None, 8])
+def test_nms_in_small_steps_with_many_labels_matches_greedy_loop(
+    monkeypatch: pytest.MonkeyPatch, thr: float, grid: int | None
+) -> None:
+    import fcnlab.ops.boxes as box_ops
+
+    # Boxes of widths from 0 to 100 and 0 to 10: a settled box's partners run from its own
+    # width and the widest box's. Labels as a batched detector gives them, image * C + class.
+    g = torch.Generator().manual_seed(11)
+    small = random_boxes(60, seed=3, grid=grid) / 10 + 40
+    boxes = torch.cat((random_boxes(140, seed=5, grid=grid), small, degenerate_boxes()))
+    n = len(boxes)
+    scores = torch.rand(n, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 2, (n,), generator=g) * 80 + torch.randint(0, 2, (n,), generator=g)
+    monkeypatch.setattr(box_ops, "NMS_BLOCK_PAIRS", 50)
+    monkeypatch.setattr(box_ops, "NMS_HEAD", 25)
+    for dtype in (torch.float64, torch.float32):
+        boxes, scores = boxes.to(dtype), scores.to(dtype)
+        expected = ref_nms(boxes.tolist(), scores.tolist(), labels.tolist(), thr)
+        assert batched_nms(boxes, scores, labels, thr).tolist() == expected
+
+
+def test_a_settled_box_removes_later_boxes_up_to_its_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcnlab.ops.boxes as box_ops
+
+    # The first box, settled alone, against boxes of its label starting d before it and ending
+    # with it (IoU 10 / (10 + d): above 0.5 while d < 10) or starting d after it (IoU
+    # (10 - d) / 10: above 0.5 while d < 5). A wide box of another label makes the widest box
+    # no limit.
+    boxes = torch.tensor(
+        [
+            [100.0, 0.0, 110.0, 10.0],
+            [90.1, 0.0, 110.0, 10.0],  # d = 9.9 before: removed
+            [89.9, 0.0, 110.0, 10.0],  # d = 10.1 before: stays
+            [104.9, 0.0, 110.0, 10.0],  # d = 4.9 after: removed
+            [105.1, 0.0, 110.0, 10.0],  # d = 5.1 after: stays
+            [0.0, 50.0, 400.0, 60.0],
+        ]
+    )
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    labels = torch.tensor([0, 0, 0, 0, 0, 1])
+    monkeypatch.setattr(box_ops, "NMS_HEAD", 1)
+    assert batched_nms(boxes, scores, labels, 0.5).tolist() == [0, 2, 4, 5]
+    assert ref_nms(boxes.tolist(), scores.tolist(), labels.tolist(), 0.5) == [0, 2, 4, 5]
+
+
 def test_nms_of_nothing_and_shape_errors() -> None:
     empty = nms(torch.zeros(0, 4), torch.zeros(0), 0.5)
     assert empty.dtype == torch.int64 and empty.numel() == 0

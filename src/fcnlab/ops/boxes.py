@@ -11,6 +11,7 @@ enclosing box is empty too (two identical points have GIoU 0).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -145,40 +146,67 @@ def _resolve_suppression(
     Boxes are in processing order and every pair has ``suppressor < suppressed``. Greedy NMS keeps
     box j exactly when no kept box overlaps it from before; that rule has one solution, the fixed
     point of ``keep = not any(keep[i] for pairs (i, j))``. Iterating from "keep all" settles one
-    more box of the longest suppression chain per step, each step one scatter over the pairs.
+    more box of the longest suppression chain per step, each step one scatter over the pairs and
+    one read to the host (whether it changed anything).
     """
     keep = torch.ones(num_boxes, dtype=torch.bool, device=suppressor.device)
     while True:
-        hit = torch.zeros_like(keep)
-        hit[suppressed[keep[suppressor]]] = True
-        if torch.equal(~hit, keep):
+        hits = torch.zeros(num_boxes, dtype=torch.int32, device=suppressor.device)
+        settled = hits.index_add_(0, suppressed, keep[suppressor].int()) == 0
+        if torch.equal(settled, keep):
             return keep
-        keep = ~hit
+        keep = settled
 
 
-def _sweep_pairs(
-    start: torch.Tensor, stop: torch.Tensor, max_pairs: int
+def _run_pairs(
+    first: torch.Tensor, count: torch.Tensor, max_pairs: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Position pairs (k, j), j > k, with ``start[j] < stop[k]``, in chunks of about ``max_pairs``.
+    """Pairs (k, first[k] + i) for every k and i < count[k], in chunks of about ``max_pairs``.
 
-    ``start`` is sorted, so each k's partners form one run after it, found by ``searchsorted``;
-    the runs are expanded chunk by chunk so memory stays bounded.
+    A chunk holds whole runs, so one k with more pairs than ``max_pairs`` is a chunk alone. The
+    host reads the number of pairs and, only when they make more than one chunk, where each run
+    ends.
     """
-    n = len(start)
-    position = torch.arange(n, device=start.device)
-    counts = (torch.searchsorted(start, stop) - position - 1).clamp(min=0)
-    cumulative = counts.cumsum(0)
-    first = 0
-    while first < n:
-        done = int(cumulative[first - 1]) if first else 0
-        last = int(torch.searchsorted(cumulative, done + max_pairs, right=True))
-        last = min(max(last, first + 1), n)
-        runs = counts[first:last]
-        source = position[first:last].repeat_interleave(runs)
-        run_start = (cumulative[first:last] - runs).repeat_interleave(runs)
-        step = torch.arange(source.numel(), device=start.device) + (done + 1) - run_start
-        yield source, source + step
-        first = last
+    cumulative = count.cumsum(0)
+    total = int(cumulative[-1]) if len(count) else 0
+    chunks = [(0, len(count), 0, total)] if total else []
+    if total > max_pairs:
+        ends = cumulative.tolist()
+        chunks, begin, done = [], 0, 0
+        while begin < len(ends):
+            end = max(bisect.bisect_right(ends, done + max_pairs), begin + 1)
+            chunks.append((begin, end, done, ends[end - 1]))
+            begin, done = end, ends[end - 1]
+    position = torch.arange(len(count), device=count.device)
+    for begin, end, done, reach in chunks:
+        if reach > done:
+            runs = count[begin:end]
+            source = position[begin:end].repeat_interleave(runs, output_size=reach - done)
+            # Pair p of the chunk is step p - (first pair of its run) of that run.
+            shift = (first[begin:end] - cumulative[begin:end] + runs).repeat_interleave(
+                runs, output_size=reach - done
+            )
+            yield source, shift + torch.arange(done, reach, device=count.device)
+
+
+def _sort_keys(
+    boxes: torch.Tensor, labels: torch.Tensor, extent: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(label, x1) as one float64 key per box, and the box widths (float64, at least 0).
+
+    Labels are ``3 * extent + 1`` apart, ``extent`` the x range of all boxes: a search up to two
+    extents left or right of a box's x1 stays within its label. float64, so that the label
+    offsets do not round the coordinates.
+    """
+    wide = boxes.to(torch.float64)
+    key = labels.to(torch.float64) * (3 * extent + 1) + wide[:, 0]
+    return key, (wide[:, 2] - wide[:, 0]).clamp(min=0)
+
+
+def _x_extent(*boxes: torch.Tensor) -> torch.Tensor:
+    """The range of the x coordinates of all ``boxes`` (float64, on their device)."""
+    x = torch.cat([b[:, 0::2].reshape(-1) for b in boxes]).to(torch.float64)
+    return x.max() - x.min()
 
 
 def _sweep_nms(boxes: torch.Tensor, labels: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -187,28 +215,28 @@ def _sweep_nms(boxes: torch.Tensor, labels: torch.Tensor, iou_threshold: float) 
     Sweep and prune instead of an N x N IoU matrix: boxes are sorted by (label, x1) and only pairs
     that can pass the threshold get an IoU. The 2-D IoU is at most the 1-D IoU along x (the
     intersection's height is at most either box's), and that exceeds ``t`` only when the later
-    box starts before ``x2 - t * width`` of the earlier one, so each box's partners are one run
-    of the sorted order. The (label, x) key is float64 so that label offsets do not round the
-    coordinates.
+    box starts before ``x1 + (1 - t) * width`` of the earlier one, so each box's partners are one
+    run of the sorted order.
     """
-    wide = boxes.to(torch.float64)
-    span = float((wide[:, 2].max() - wide[:, 0].min()).clamp(min=0)) + 1.0
-    offset = labels.to(torch.float64) * span
-    start_key = offset + wide[:, 0]
     # The slack keeps pairs whose float32 IoU rounds above the threshold.
-    width = (wide[:, 2] - wide[:, 0]).clamp(min=0)
-    stop_key = offset + wide[:, 2] - iou_threshold * (1 - 1e-3) * width
-    perm = start_key.argsort()
+    slack = iou_threshold * (1 - 1e-3)
+    start, width = _sort_keys(boxes, labels, _x_extent(boxes))
+    perm = start.argsort()
+    start, width = start[perm], width[perm]
+    position = torch.arange(len(boxes), device=boxes.device)
+    count = torch.searchsorted(start, start + (1 - slack) * width) - position - 1
     sorted_boxes = boxes[perm]
     suppressor, suppressed = [], []
-    for k, j in _sweep_pairs(start_key[perm], stop_key[perm], NMS_BLOCK_PAIRS):
+    for k, j in _run_pairs(position + 1, count.clamp(min=0), NMS_BLOCK_PAIRS):
         iou = box_iou(
             sorted_boxes.index_select(0, k), sorted_boxes.index_select(0, j), aligned=True
         )
-        over = iou > iou_threshold
+        over = (iou > iou_threshold).nonzero()[:, 0]
         pk, pj = perm[k[over]], perm[j[over]]
         suppressor.append(torch.minimum(pk, pj))
         suppressed.append(torch.maximum(pk, pj))
+    if not suppressor:
+        return torch.ones(len(boxes), dtype=torch.bool, device=boxes.device)
     return _resolve_suppression(torch.cat(suppressor), torch.cat(suppressed), len(boxes))
 
 
@@ -219,14 +247,32 @@ def _overlapped(
     labels: torch.Tensor,
     iou_threshold: float,
 ) -> torch.Tensor:
-    """(M,) mask of ``boxes`` that overlap some ``kept`` box of their label above the threshold."""
-    step = max(1, NMS_BLOCK_PAIRS // max(1, len(kept)))
-    hits = []
-    for start in range(0, len(boxes), step):
-        part = slice(start, start + step)
-        same = kept_labels[:, None] == labels[None, part]
-        hits.append(((box_iou(kept, boxes[part]) > iou_threshold) & same).any(dim=0))
-    return torch.cat(hits) if hits else torch.zeros(0, dtype=torch.bool, device=boxes.device)
+    """(M,) mask of ``boxes`` that overlap some ``kept`` box of their label above the threshold.
+
+    ``boxes`` sorted by (label, x1) as in ``_sweep_nms``; a kept box's partners are one run of
+    them. A box starting d before the kept box's x1 needs ``d < (1 - t) w`` of its own width w,
+    at most the widest box's, and ``d < (1 - t) / t`` of the kept box's width (the intersection
+    is at most the kept box's width, the union at least its width plus d); one starting d after
+    needs ``d < (1 - t)`` of the kept box's width.
+    """
+    hits = torch.zeros(len(boxes), dtype=torch.int32, device=boxes.device)
+    if not len(kept) or not len(boxes):
+        return hits > 0
+    slack = iou_threshold * (1 - 1e-3)
+    extent = _x_extent(kept, boxes)
+    key, width = _sort_keys(boxes, labels, extent)
+    perm = key.argsort()
+    key = key[perm]
+    kept_key, kept_width = _sort_keys(kept, kept_labels, extent)
+    widest = width.max()
+    before = widest if slack == 0 else torch.minimum(widest, kept_width / slack)
+    first = torch.searchsorted(key, kept_key - (1 - slack) * (1 + 1e-3) * before)
+    last = torch.searchsorted(key, kept_key + (1 - slack) * kept_width)
+    sorted_boxes = boxes[perm]
+    for k, j in _run_pairs(first, (last - first).clamp(min=0), NMS_BLOCK_PAIRS):
+        iou = box_iou(kept.index_select(0, k), sorted_boxes.index_select(0, j), aligned=True)
+        hits.index_add_(0, perm[j], (iou > iou_threshold).int())
+    return hits > 0
 
 
 def batched_nms(
@@ -245,7 +291,13 @@ def batched_nms(
     Exact greedy NMS computed in large vectorised steps. The ``NMS_HEAD`` best remaining boxes
     are settled among themselves (``_sweep_nms``); their kept boxes then remove every later box
     they overlap, which is what greedy NMS would do. While that prunes well (clustered detections)
-    it repeats; once it stops paying, one sweep settles all remaining boxes at once.
+    it repeats; once it stops paying, one sweep settles all remaining boxes at once. Only pairs of
+    one label whose x ranges allow the threshold get an IoU, so many labels (a detector's classes
+    times the images of a batch) cost no more than one. Labels should be small integers: the
+    float64 sort key rounds coordinates by about label x (x range of the boxes) x 2^-51.
+
+    On CUDA the host reads a handful of values per step (pair counts, kept counts, whether
+    the suppression settled), never one per box, label or image.
     """
     _check_boxes(boxes)
     n = boxes.shape[0]
@@ -269,8 +321,8 @@ def batched_nms(
         if alive.numel() > 0.75 * rest.numel():
             keep[alive[_sweep_nms(boxes[alive], labels[alive], iou_threshold)]] = True
             break
-    kept = order[keep].sort().values
-    return kept[scores[kept].argsort(descending=True, stable=True)]
+    # ``order`` is by decreasing score, ties by index: so are the kept boxes it lists.
+    return order[keep]
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
