@@ -8,8 +8,9 @@ import torch
 
 from fcnlab.models import build_model
 from fcnlab.models.detection.centernet import heatmap_peaks
+from fcnlab.models.detection.decoding import ltrb_to_boxes
 from fcnlab.models.detection.losses import penalty_reduced_focal_loss
-from fcnlab.ops import box_iou
+from fcnlab.ops import box_iou, clip_boxes
 
 TINY = {
     "encoder": "vgg16",
@@ -125,3 +126,55 @@ def test_loss_of_images_without_objects_is_the_background_term() -> None:
     torch.testing.assert_close(losses["heatmap"], expected)
     assert losses["size"] == 0 and losses["offset"] == 0
     torch.testing.assert_close(losses["loss"], expected)
+
+
+def per_image_decode(
+    model: torch.nn.Module,
+    outputs: dict[str, torch.Tensor],
+    image_size: tuple[int, int],
+    score_threshold: float,
+    top_k: int,
+) -> list[dict[str, torch.Tensor]]:
+    """CenterNet.decode as written before its per-image cut became one read of the counts
+    (commit 26f22f8): a boolean mask per image. The new decode must equal it."""
+    scores, labels, cells = heatmap_peaks(outputs["heatmap"].sigmoid(), top_k)
+    w = outputs["heatmap"].shape[-1]
+    index = cells[:, None, :].expand(-1, 2, -1)
+    offset = outputs["offset"].flatten(2).gather(2, index).transpose(1, 2)
+    size = outputs["size"].flatten(2).gather(2, index).transpose(1, 2)
+    cell_xy = torch.stack((cells % w, cells // w), dim=-1).to(offset)
+    centre = (cell_xy + offset) * model.stride
+    half = size.clamp(min=0) * model.stride / 2
+    boxes = clip_boxes(ltrb_to_boxes(centre, torch.cat((half, half), dim=-1)), image_size)
+    keep = scores >= score_threshold
+    return [
+        {"boxes": b[k], "scores": s[k], "labels": lab[k]}
+        for b, s, lab, k in zip(boxes, scores, labels, keep, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("num_images", [1, 3])
+@pytest.mark.parametrize(("score_threshold", "top_k"), [(0.05, 100), (0.3, 20), (0.6, 100)])
+def test_decode_equals_masking_each_image(
+    num_images: int, score_threshold: float, top_k: int
+) -> None:
+    model = build_model("centernet", 5, **TINY)
+    g = torch.Generator().manual_seed(num_images)
+    h, w = 12, 16
+    heatmap = torch.randn(num_images, 5, h, w, generator=g) * 1.5 - 1
+    heatmap[0, :, 3, 4] = float("nan")  # a diverged cell is no peak, nor are its neighbours
+    if num_images > 1:
+        heatmap[-1] = heatmap[-1] - 20  # an image without detections
+    outputs = {
+        "heatmap": heatmap,
+        "size": torch.rand(num_images, 2, h, w, generator=g) * 8,
+        "offset": torch.rand(num_images, 2, h, w, generator=g),
+    }
+    found = model.decode(outputs, (45, 60), score_threshold, top_k)
+    expected = per_image_decode(model, outputs, (45, 60), score_threshold, top_k)
+    assert len(found) == len(expected) == num_images
+    for a, b in zip(found, expected, strict=True):
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[name], b[name]) for name in b)
+    counts = [len(d["scores"]) for d in expected]
+    assert 0 < counts[0] <= top_k and (counts[-1] == 0) == (num_images > 1)

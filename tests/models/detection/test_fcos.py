@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from fcnlab.models import build_model
+from fcnlab.models.detection.decoding import ltrb_to_boxes
 from fcnlab.models.detection.targets import IGNORE, fcos_locations
+from fcnlab.ops import batched_nms, clip_boxes
 
 STRIDES = (8, 16, 32, 64, 128)
 TINY = {
@@ -113,3 +115,128 @@ def test_loss_ignores_crowd_locations_and_trains() -> None:
         losses["loss"].backward()
         optimizer.step()
     assert losses["loss"].item() < first / 2
+
+
+def per_image_decode(
+    model: torch.nn.Module,
+    outputs: dict[str, torch.Tensor],
+    image_size: tuple[int, int],
+    score_threshold: float,
+    top_k: int,
+    pre_nms_top_k: int,
+    nms_threshold: float,
+) -> list[dict[str, torch.Tensor]]:
+    """FCOS.decode as written before it was batched (commit 26f22f8): one image and one level
+    at a time, the threshold by ``nonzero``, NMS per image. The batched decode must equal it."""
+    scores = (outputs["cls_logits"].sigmoid() * outputs["centerness"].sigmoid()[..., None]).sqrt()
+    level = outputs["level"]
+    results = []
+    for image_scores, image_ltrb in zip(scores, outputs["ltrb"], strict=True):
+        boxes, kept_scores, labels, locations = [], [], [], []
+        for k in range(len(model.strides)):
+            at_level = (level == k).nonzero()[:, 0]
+            flat = image_scores[at_level].flatten()
+            candidates = (flat >= score_threshold).nonzero()[:, 0]
+            best = flat[candidates].topk(min(pre_nms_top_k, len(candidates))).indices
+            chosen = candidates[best]
+            where = at_level[chosen // model.num_classes]
+            boxes.append(ltrb_to_boxes(outputs["points"][where], image_ltrb[where]))
+            kept_scores.append(flat[chosen])
+            labels.append(chosen % model.num_classes)
+            locations.append(where)
+        box = clip_boxes(torch.cat(boxes), image_size)
+        score, label = torch.cat(kept_scores), torch.cat(labels)
+        keep = batched_nms(box, score, label, nms_threshold)[:top_k]
+        location = torch.cat(locations)
+        results.append(
+            {
+                "boxes": box[keep],
+                "scores": score[keep],
+                "labels": label[keep],
+                "locations": location[keep],
+            }
+        )
+    return results
+
+
+def random_fcos_outputs(num_images: int, num_classes: int, seed: int) -> dict[str, torch.Tensor]:
+    """Head outputs of a 48x64 input whose scores never tie within an image and level (a tie
+    at the top-k cut may go either way); in a batch of several, the last image scores below
+    0.05 everywhere."""
+    g = torch.Generator().manual_seed(seed)
+    points, level = fcos_locations([(6, 8), (3, 4), (2, 2), (1, 1), (1, 1)], STRIDES)
+    n = len(points)
+    logits = torch.randn(num_images, n, num_classes, generator=g) * 2 - 2
+    if num_images > 1:
+        logits[-1] = logits[-1] - 20
+    centerness = torch.randn(num_images, n, generator=g)
+    stride = torch.tensor(STRIDES, dtype=torch.float32)[level]
+    # Distances of 0.5 to 3 strides: neighbours overlap, and boxes cross the image border.
+    ltrb = (torch.rand(num_images, n, 4, generator=g) * 2.5 + 0.5) * stride[:, None]
+    outputs = {
+        "cls_logits": logits,
+        "ltrb": ltrb,
+        "centerness": centerness,
+        "points": points,
+        "level": level,
+    }
+    scores = (logits.sigmoid() * centerness.sigmoid()[..., None]).sqrt()
+    for k in range(len(STRIDES)):
+        at_level = scores[:, level == k].flatten(1)
+        assert all(len(row.unique()) == len(row) for row in at_level), "tied scores"
+    return outputs
+
+
+@pytest.mark.parametrize("num_images", [1, 2, 5])
+@pytest.mark.parametrize(
+    ("score_threshold", "top_k", "pre_nms_top_k", "nms_threshold"),
+    [
+        (0.05, 100, 1000, 0.6),  # the defaults
+        (0.0, 1000, 20, 0.6),  # every level yields its pre_nms_top_k candidates
+        (0.3, 10, 1000, 0.5),  # a few candidates per image, the top 10 of them
+        (0.5, 100, 7, 0.3),
+        (0.99, 100, 1000, 0.6),  # no candidates at all
+    ],
+)
+def test_batched_decode_equals_decoding_each_image_and_level(
+    num_images: int,
+    score_threshold: float,
+    top_k: int,
+    pre_nms_top_k: int,
+    nms_threshold: float,
+) -> None:
+    model = build_model("fcos", 20, **TINY)
+    outputs = random_fcos_outputs(num_images, 20, seed=num_images)
+    settings = (score_threshold, top_k, pre_nms_top_k, nms_threshold)
+    found = model.decode(outputs, (45, 60), *settings)
+    expected = per_image_decode(model, outputs, (45, 60), *settings)
+    assert len(found) == len(expected) == num_images
+    for image, (a, b) in enumerate(zip(found, expected, strict=True)):
+        assert a.keys() == b.keys()
+        for name in b:
+            assert a[name].dtype == b[name].dtype, (image, name)
+            assert torch.equal(a[name], b[name]), (image, name)
+    counts = [len(d["scores"]) for d in expected]
+    if pre_nms_top_k == 20:  # the stress case: 5 levels x 20 candidates, most kept
+        assert min(counts) > 50
+    elif score_threshold < 0.9:  # the last image has no candidates, the others have some
+        assert min(counts[:-1], default=1) > 0 and (counts[-1] == 0) == (num_images > 1)
+    else:
+        assert sum(counts) == 0
+
+
+def test_batched_decode_drops_nan_scores_and_keeps_scores_at_the_threshold() -> None:
+    model = build_model("fcos", 20, **TINY)
+    outputs = random_fcos_outputs(3, 20, seed=3)
+    outputs["cls_logits"][1, :40] = float("nan")  # a diverged image: NaN is no candidate
+    scores = (outputs["cls_logits"].sigmoid() * outputs["centerness"].sigmoid()[..., None]).sqrt()
+    # A threshold equal to a score (0.7 as float32 is below 0.7, the comparison is float32's).
+    for threshold in (float(scores[0, 50, 3]), float(scores[2, 7, 11]), 0.7):
+        settings = (threshold, 100, 7, 0.5)
+        found = model.decode(outputs, (45, 60), *settings)
+        expected = per_image_decode(model, outputs, (45, 60), *settings)
+        for a, b in zip(found, expected, strict=True):
+            assert all(torch.equal(a[name], b[name]) for name in b)
+        assert len(found[1]["scores"]) > 0
+    at_threshold = model.decode(outputs, (45, 60), float(scores[0, 50, 3]), 2000, 1000, 1.0)
+    assert float(scores[0, 50, 3]) in at_threshold[0]["scores"].tolist()

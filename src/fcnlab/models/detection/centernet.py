@@ -224,10 +224,12 @@ class CenterNet(nn.Module):
         centre = (cell_xy + offset) * self.stride
         half = size.clamp(min=0) * self.stride / 2
         boxes = clip_boxes(ltrb_to_boxes(centre, torch.cat((half, half), dim=-1)), image_size)
-        keep = scores >= score_threshold
+        # Peaks come by decreasing score (never NaN: a NaN cell is no peak), so each image
+        # keeps a prefix, and its length is the one value read to the host.
+        counts = (scores >= score_threshold).sum(dim=1).tolist()
         return [
-            {"boxes": b[k], "scores": s[k], "labels": lab[k]}
-            for b, s, lab, k in zip(boxes, scores, labels, keep, strict=True)
+            {"boxes": b[:k], "scores": s[:k], "labels": lab[:k]}
+            for b, s, lab, k in zip(boxes, scores, labels, counts, strict=True)
         ]
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fcnlab.models.blocks import init_prior_bias, tower
-from fcnlab.models.detection.decoding import ltrb_to_boxes
+from fcnlab.models.detection.decoding import ltrb_to_boxes, split_by_image
 from fcnlab.models.detection.losses import giou_loss, sigmoid_focal_loss
 from fcnlab.models.detection.targets import (
     IGNORE,
@@ -196,38 +196,46 @@ class FCOS(nn.Module):
         ranks the same). Per level, the ``pre_nms_top_k`` best (location, class) pairs scoring
         at least ``score_threshold``; boxes clipped to ``image_size`` (H, W); class-wise NMS at
         ``nms_threshold``; the ``top_k`` best.
+
+        The whole batch at once, as torchvision's and detectron2's post-processing per image:
+        one top-k per level over all images (levels are runs of L, as ``forward`` orders them),
+        one class-wise NMS over all images (image and class together make the NMS group). The
+        host reads the locations per level, the number of candidates, NMS's few counts and the
+        detections per image: never a value per image or per level.
         """
-        scores = (
-            outputs["cls_logits"].sigmoid() * outputs["centerness"].sigmoid()[..., None]
-        ).sqrt()
-        level = outputs["level"]
-        results = []
-        for image_scores, image_ltrb in zip(scores, outputs["ltrb"], strict=True):
-            boxes, kept_scores, labels, locations = [], [], [], []
-            for k in range(len(self.strides)):
-                at_level = (level == k).nonzero()[:, 0]
-                flat = image_scores[at_level].flatten()
-                candidates = (flat >= score_threshold).nonzero()[:, 0]
-                best = flat[candidates].topk(min(pre_nms_top_k, len(candidates))).indices
-                chosen = candidates[best]
-                where = at_level[chosen // self.num_classes]
-                boxes.append(ltrb_to_boxes(outputs["points"][where], image_ltrb[where]))
-                kept_scores.append(flat[chosen])
-                labels.append(chosen % self.num_classes)
-                locations.append(where)
-            box = clip_boxes(torch.cat(boxes), image_size)
-            score, label = torch.cat(kept_scores), torch.cat(labels)
-            keep = batched_nms(box, score, label, nms_threshold)[:top_k]
-            location = torch.cat(locations)
-            results.append(
-                {
-                    "boxes": box[keep],
-                    "scores": score[keep],
-                    "labels": label[keep],
-                    "locations": location[keep],
-                }
+        # In place: the (N, L, C) maps are decoding's largest memory traffic.
+        scores = outputs["cls_logits"].sigmoid()
+        scores = scores.mul_(outputs["centerness"].sigmoid()[..., None]).sqrt_()
+        n, _, c = scores.shape
+        # Non-candidates (NaN too) at -inf: a top-k over all pairs then picks the candidates
+        # first, in the order a top-k over the candidates alone gives. A score passes
+        # ``>= score_threshold`` exactly when it is above the next lower value of its dtype.
+        below = torch.tensor(score_threshold, dtype=scores.dtype)
+        below = float(below.nextafter(torch.tensor(-math.inf, dtype=scores.dtype)))
+        scores = F.threshold_(scores.nan_to_num_(nan=-math.inf), below, -math.inf)
+        flat = scores.flatten(1)
+        values, pairs, first = [], [], 0
+        for count in torch.bincount(outputs["level"], minlength=len(self.strides)).tolist():
+            best = flat[:, first * c : (first + count) * c].topk(
+                min(pre_nms_top_k, count * c), dim=1
             )
-        return results
+            values.append(best.values)
+            pairs.append(best.indices + first * c)
+            first += count
+        values, pairs = torch.cat(values, dim=1), torch.cat(pairs, dim=1)
+        image, column = (values >= score_threshold).nonzero().unbind(1)
+        pair, score = pairs[image, column], values[image, column]
+        location, label = pair // c, pair % c
+        boxes = ltrb_to_boxes(outputs["points"][location], outputs["ltrb"][image, location])
+        boxes = clip_boxes(boxes, image_size)
+        keep = batched_nms(boxes, score, image * c + label, nms_threshold)
+        detections = {
+            "boxes": boxes[keep],
+            "scores": score[keep],
+            "labels": label[keep],
+            "locations": location[keep],
+        }
+        return split_by_image(detections, image[keep], n, top_k)
 
 
 @MODELS.register("fcos")
