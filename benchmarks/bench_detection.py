@@ -9,11 +9,22 @@ objects, 100 jittered copies each, like a detector's raw output); every implemen
 set is checked against the loop's. With ``--onnx``, each detector is also exported
 (``fcnlab export --format onnx``: its raw head outputs) and forward + decode is timed on the
 CPU with onnxruntime against eager PyTorch, called alternately on the same input with the same
-thresholds (0.05, top 100); the note counts the detections both find alike::
+thresholds (0.05, top 100); the note counts the detections both find alike.
+
+Where torchvision is installed (the peers' environment, ``../shared/peers``), FCOS-R50 is also
+timed against torchvision's ``fcos_resnet50_fpn`` (80 classes, ``min_size = max_size = S``, so
+its transform keeps the input's size), both untrained, called alternately on the same input with
+the same decoding (top 1000 per level, NMS at 0.6, top 100): at score threshold 0.05, where an
+untrained model gives every level its 1000 candidates (the stress case), and at the threshold
+that lets about 100 (location, class) pairs through (the realistic case; untrained models score
+differently, so each model gets its own threshold and the note gives both). Forward + decode
+rows, then decoding alone on each model's own head outputs, for the image and for a batch of 8
+copies of it::
 
     python benchmarks/bench_detection.py             # 512x512, default encoders, median of 3
     python benchmarks/bench_detection.py --quick     # 128x128, narrow DarkNet-53, smoke run
     python benchmarks/bench_detection.py --onnx --size 256 --device cpu   # + onnxruntime rows
+    PYTHONPATH=src /tmp/peers/bin/python benchmarks/bench_detection.py --threads 1 --repeats 5
 """
 
 from __future__ import annotations
@@ -193,6 +204,101 @@ def onnx_rows(
     return rows
 
 
+def fcos_scores(logits: torch.Tensor, centerness: torch.Tensor) -> torch.Tensor:
+    """(L, C) scores of the first image, sqrt(class probability x centre-ness), the formula of
+    both fcnlab and torchvision; ``centerness`` (N, L, 1)."""
+    return (logits[0].sigmoid() * centerness[0].sigmoid()).sqrt()
+
+
+def candidates(passing: torch.Tensor, level_sizes: list[int]) -> int:
+    """(location, class) pairs that reach NMS, from the (L, C) pairs passing the threshold: at
+    most 1000 per level."""
+    return sum(min(int(p.sum()), 1000) for p in passing.split(level_sizes))
+
+
+def torchvision_fcos_rows(
+    size: int, repeats: int, device: torch.device
+) -> list[tuple[str, str, str, float, str]]:
+    """(task, setting, implementation, ms, note): fcnlab's and torchvision's FCOS-R50 called
+    alternately, forward + decode and decoding alone, in the stress and the realistic case."""
+    try:
+        from torchvision.models.detection import fcos_resnet50_fpn
+    except ImportError:
+        return []
+    torch.manual_seed(0)
+    ours = build_model("fcos", 80, encoder="resnet50").to(device).eval()
+    peer = fcos_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=80, score_thresh=0.05,
+        min_size=size, max_size=size,
+    ).to(device).eval()  # fmt: skip
+    x = torch.rand(1, 3, size, size, device=device)
+    with torch.no_grad():
+        outputs = ours(x)
+        images, _ = peer.transform(list(x))
+        features = list(peer.backbone(images.tensors).values())
+        head = peer.head(features)
+        anchors = peer.anchor_generator(images, features)
+    our_levels = torch.bincount(outputs["level"]).tolist()
+    peer_levels = [f.shape[-2] * f.shape[-1] for f in features]
+    our_scores = fcos_scores(outputs["cls_logits"], outputs["centerness"][..., None])
+    peer_scores = fcos_scores(head["cls_logits"], head["bbox_ctrness"])
+    # The realistic case passes the 100 best pairs: fcnlab keeps scores from its threshold on,
+    # torchvision scores above its threshold.
+    our_best, peer_best = (s.flatten().topk(100).values[-1] for s in (our_scores, peer_scores))
+    below = float(torch.nextafter(peer_best, torch.zeros_like(peer_best)))
+    cases = {"stress": (0.05, 0.05), "realistic": (float(our_best), below)}
+
+    def copies_of(n: int) -> tuple[dict, dict, list, list]:
+        """Both models' head outputs for a batch of ``n`` copies of the image."""
+        ours_n = {k: v if k in ("points", "level") else torch.cat([v] * n)
+                  for k, v in outputs.items()}  # fmt: skip
+        peer_n = {k: list(torch.cat([v] * n).split(peer_levels, dim=1)) for k, v in head.items()}
+        return ours_n, peer_n, [list(anchors[0].split(peer_levels))] * n, images.image_sizes * n
+
+    rows = []
+    for case, (our_threshold, peer_threshold) in cases.items():
+        count = (
+            candidates(our_scores >= our_threshold, our_levels),
+            candidates(peer_scores > peer_threshold, peer_levels),
+        )
+        setting = (
+            f"1x3x{size}x{size}, untrained, {case}: score >= {our_threshold:.4g} / "
+            f"> {peer_threshold:.4g}, {count[0]} / {count[1]} candidates"
+        )
+
+        def our_model(t: float = our_threshold) -> list:
+            with torch.no_grad():
+                return ours.decode(ours(x), (size, size), score_threshold=t)
+
+        def peer_model(t: float = peer_threshold) -> list:
+            peer.score_thresh = t
+            with torch.no_grad():
+                return peer(list(x))
+
+        timings = [("FCOS-R50 forward + decode", our_model, peer_model)]
+        for n in (1, 8):
+            ours_n, peer_n, peer_anchors, image_sizes = copies_of(n)
+
+            def our_decode(t: float = our_threshold, o: dict = ours_n) -> list:
+                return ours.decode(o, (size, size), score_threshold=t)
+
+            def peer_decode(
+                t: float = peer_threshold, o: dict = peer_n, a: list = peer_anchors,
+                s: list = image_sizes,
+            ) -> list:  # fmt: skip
+                peer.score_thresh = t
+                return peer.transform.postprocess(peer.postprocess_detections(o, a, s), s, s)
+
+            timings.append((f"FCOS-R50 decode, batch of {n}", our_decode, peer_decode))
+        for task, our_fn, peer_fn in timings:
+            our_ms, peer_ms = paired_median_ms(our_fn, peer_fn, repeats, device)
+            rows += [
+                (task, setting, "fcnlab", our_ms, f"{our_ms / peer_ms:.2f}x torchvision's time"),
+                (task, setting, "torchvision", peer_ms, f"{1e3 / peer_ms:.2f} calls/s"),
+            ]
+    return rows
+
+
 def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -224,6 +330,8 @@ def main() -> None:
     print("| task | setting | implementation | median ms | throughput / speed-up |")
     print("|---|---|---|---:|---|")
     rows = model_rows(size, repeats, device, encoders)
+    if not args.quick:
+        rows += torchvision_fcos_rows(size, repeats, device)
     if args.onnx:
         rows += onnx_rows(size, repeats, encoders)
     for row in rows + nms_rows(count, repeats):
