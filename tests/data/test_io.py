@@ -193,6 +193,17 @@ def test_map_labels_looks_values_up() -> None:
         map_labels(torch.tensor([3, 6, 1]), table, "m")
 
 
+@pytest.mark.parametrize("shape", [(96, 96), (7,), (2, 3, 5)])
+def test_map_labels_equals_indexing_the_table(shape: tuple[int, ...]) -> None:
+    table = label_table({**{i: i for i in range(11)}, 255: 255, 20: 3})
+    allowed = torch.tensor([*range(11), 20, 255])
+    g = torch.Generator().manual_seed(0)
+    mask = allowed[torch.randint(0, len(allowed), shape, generator=g)]
+    mapped = map_labels(mask, table, "m")
+    assert mapped.shape == mask.shape and mapped.dtype == torch.int64
+    assert torch.equal(mapped, table[mask])
+
+
 def test_skip_log_logs_and_counts_each_file_once(caplog: pytest.LogCaptureFixture) -> None:
     log = SkipLog()
     with caplog.at_level(logging.WARNING, logger="fcnlab.data"):

@@ -240,7 +240,10 @@ def label_table(mapping: Mapping[int, int]) -> torch.Tensor:
 def map_labels(mask: torch.Tensor, table: torch.Tensor, path: str | Path) -> torch.Tensor:
     """Map stored values through ``table`` (from :func:`label_table`); forbidden values raise."""
     inside = (mask >= 0) & (mask < len(table))
-    mapped = table[mask.clamp(0, len(table) - 1)]
+    # index_select, not table[...]: advanced indexing's CPU kernel is ~50x slower on a small
+    # mask (3 ms vs 0.05 ms for 96x96 with 2 threads), most of a sample's loading time.
+    flat = mask.clamp(0, len(table) - 1).reshape(-1).long()
+    mapped = table.index_select(0, flat).view(mask.shape)
     invalid = ~inside | (mapped < 0)
     if invalid.any():
         found = torch.unique(mask[invalid]).tolist()
