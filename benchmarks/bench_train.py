@@ -2,19 +2,28 @@
 
     python benchmarks/bench_train.py                      # FCN-8s, SegNet, U-Net, 256x256, batch 8
     python benchmarks/bench_train.py --steps 4 --warmup 2 --size 64 --width 0.125 --pairs 1  # quick
+    python benchmarks/bench_train.py --models unet-r18 --size 96 --batch 16 --optimizer adamw \
+        --num-classes 11 --steps 12 --warmup 4     # the U-Net/ResNet-18 row of issue 16
 
-Both loops train the same model (built after ``torch.manual_seed(0)``, so with the same initial
-weights) with SGD on the same in-memory random images for ``--steps`` steps after ``--warmup``
-untimed ones. The plain loop's clock runs from the end of its last warm-up step to the end of its
-last step; the engine's rate is what it measures itself over the same steps (its log windows are
+The loops train the same model (built after ``torch.manual_seed(0)``, so with the same initial
+weights) with SGD (or ``--optimizer adamw``) on the same random images for ``--steps`` steps
+after ``--warmup`` untimed ones: the plain loop and the engine over in-memory tensors, and the
+engine again reading them from a folder of PNGs on disk (``images/`` + ``masks/``, written by
+the script to a temporary folder before the clock starts; ``folder`` data set, normalised,
+``--workers`` DataLoader workers), so the table shows the whole pipeline as users have it.
+``unet-r18`` is U-Net on a ResNet-18 encoder with the decoder configured like
+segmentation_models_pytorch's (``decoder_channels [256, 128, 64, 32, 16]``, bilinear).
+
+The plain loop's clock runs from the end of its last warm-up step to the end of its last step;
+the engine's rate is what it measures itself over the same steps (its log windows are
 ``--warmup`` steps long and the first one is the warm-up, so ``--steps`` must be a multiple of
 ``--warmup``). Evaluation and checkpoints come after the timed steps.
 
-Every run is a fresh interpreter and the two loops run ``--pairs`` times in alternating order
-(plain first, then engine first, ...): in one process the second loop inherits the first one's
-malloc heap (on CPU, page faults are a large part of a step), and on a shared CPU a single run of
-each is within the noise. Overhead = 1 - engine / plain per pair; the table gives the median
-pair and the range.
+Every run is a fresh interpreter and the three loops run ``--pairs`` times in alternating
+order (plain first, then folder first, ...): in one process a later loop inherits an earlier
+one's malloc heap (on CPU, page faults are a large part of a step), and on a shared CPU a single
+run of each is within the noise. Overhead = 1 - engine / plain per round; the table gives the
+median round and the range.
 Peak memory is the growth of the resident set during the run (CPU; reset through
 /proc/self/clear_refs) or ``torch.cuda.max_memory_allocated`` (CUDA).
 """
@@ -27,9 +36,12 @@ import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 from harness import reset_peak_rss, run_child, status_bytes
+from PIL import Image
 from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -46,8 +58,8 @@ from fcnlab.config import (
 from fcnlab.engine import read_metrics, train
 from fcnlab.models.from_config import build_model_from_config
 
-MODELS = {"fcn8s": "vgg16", "segnet": "vgg16_bn", "unet": "unet"}
-LOOPS = ("plain", "engine")
+MODELS = {"fcn8s": "vgg16", "segnet": "vgg16_bn", "unet": "unet", "unet-r18": "resnet18"}
+LOOPS = ("plain", "engine", "folder")
 SEED = 0
 LR = 1e-3
 
@@ -57,7 +69,8 @@ class RandomImages(Dataset):
 
     def __init__(self, length: int, size: int, num_classes: int) -> None:
         g = torch.Generator().manual_seed(0)
-        self.images = torch.rand(length, 3, size, size, generator=g)
+        # Multiples of 1/255, so that the folder's PNGs hold the same images.
+        self.images = torch.randint(0, 256, (length, 3, size, size), generator=g) / 255
         self.masks = torch.randint(0, num_classes, (length, size, size), generator=g)
 
     def __len__(self) -> int:
@@ -66,24 +79,44 @@ class RandomImages(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[index], self.masks[index]
 
+    def write_folder(self, root: Path) -> None:
+        """The images and masks as ``root/images/NNNNN.png`` and ``root/masks/NNNNN.png``."""
+        for folder in ("images", "masks"):
+            (root / folder).mkdir(parents=True)
+        photos = (self.images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        for index, (photo, mask) in enumerate(zip(photos, self.masks.numpy(), strict=True)):
+            Image.fromarray(photo).save(root / "images" / f"{index:05d}.png")
+            Image.fromarray(mask.astype(np.uint8)).save(root / "masks" / f"{index:05d}.png")
 
-def model_config(name: str, width: float) -> ModelConfig:
+
+def model_config(args: argparse.Namespace, name: str) -> ModelConfig:
+    if name == "unet-r18":
+        options = {"decoder_channels": [256, 128, 64, 32, 16], "upsample": "bilinear"}
+        return ModelConfig(name="unet", num_classes=args.num_classes, encoder="resnet18",
+                           options=options)  # fmt: skip
     return ModelConfig(
-        name=name, num_classes=21, encoder=MODELS[name],
-        options={"encoder_options": {"width": width}},
+        name=name, num_classes=args.num_classes, encoder=MODELS[name],
+        options={"encoder_options": {"width": args.width}},
     )  # fmt: skip
 
 
 def train_images(args: argparse.Namespace) -> RandomImages:
     """Exactly one epoch: the warm-up and the timed steps."""
-    return RandomImages(args.batch * (args.steps + args.warmup), args.size, 21)
+    return RandomImages(args.batch * (args.steps + args.warmup), args.size, args.num_classes)
+
+
+def build_optimizer(args: argparse.Namespace, model: nn.Module) -> torch.optim.Optimizer:
+    """The engine's optimiser for these settings (its weight decay is 0 here)."""
+    if args.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
+    return torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
 
 
 def plain_loop(args: argparse.Namespace, name: str, device: torch.device) -> float:
     """Images/s of the textbook loop: forward, loss, backward, step."""
     torch.manual_seed(SEED)  # the engine seeds the same way before it builds its model
-    model = build_model_from_config(model_config(name, args.width)).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
+    model = build_model_from_config(model_config(args, name)).to(device)
+    optimizer = build_optimizer(args, model)
     loader = DataLoader(train_images(args), batch_size=args.batch, shuffle=True, drop_last=True)
     loss_fn = nn.CrossEntropyLoss(ignore_index=255)
     model.train()
@@ -100,24 +133,36 @@ def plain_loop(args: argparse.Namespace, name: str, device: torch.device) -> flo
     return args.batch * args.steps / (time.perf_counter() - start)
 
 
-def engine_loop(args: argparse.Namespace, name: str, device: torch.device) -> float:
-    """Images/s the engine measures over its training steps (one stage, no evaluation)."""
+def engine_loop(
+    args: argparse.Namespace, name: str, device: torch.device, from_folder: bool = False
+) -> float:
+    """Images/s the engine measures over its training steps (one stage, no evaluation), on the
+    in-memory images or (``from_folder``) on the same images read from PNG files."""
     with tempfile.TemporaryDirectory() as root:
+        images = train_images(args)
+        data = DataConfig(name="random")
+        if from_folder:
+            images.write_folder(Path(root) / "data")
+            classes = [f"class_{i}" for i in range(args.num_classes)]
+            data = DataConfig(
+                name="folder", root=str(Path(root) / "data"), train_split="all",
+                val_split="all", options={"classes": classes}, num_workers=args.workers,
+            )  # fmt: skip
         config = Config(
-            model=model_config(name, args.width),
-            data=DataConfig(name="random"),
+            model=model_config(args, name),
+            data=data,
             train=TrainConfig(
                 batch_size=args.batch, device=device.type, log_every=args.warmup, seed=SEED,
-                schedule="constant", optimizer="sgd", momentum=0.9, weight_decay=0.0,
+                schedule="constant", optimizer=args.optimizer, momentum=0.9, weight_decay=0.0,
             ),
             stages=[StageConfig(name="bench", iterations=args.warmup + args.steps, lr=LR)],
             eval=EvalConfig(every_epochs=0, num_overlays=0),
-            output=OutputConfig(root=root, tensorboard=False, plots=False),
+            output=OutputConfig(root=str(Path(root) / "runs"), tensorboard=False, plots=False),
         )  # fmt: skip
         result = train(
             config,
-            train_set=train_images(args),
-            val_set=RandomImages(1, args.size, 21),
+            train_set=None if from_folder else images,
+            val_set=RandomImages(1, args.size, args.num_classes),
             console=Console(quiet=True),
             progress=False,
         )
@@ -135,7 +180,10 @@ def measure(args: argparse.Namespace, loop: str, name: str, device: torch.device
         base = torch.cuda.memory_allocated(device)
     else:
         base = reset_peak_rss()
-    rate = (plain_loop if loop == "plain" else engine_loop)(args, name, device)
+    if loop == "plain":
+        rate = plain_loop(args, name, device)
+    else:
+        rate = engine_loop(args, name, device, from_folder=loop == "folder")
     peak = (
         torch.cuda.max_memory_allocated(device) if device.type == "cuda" else status_bytes("VmHWM:")
     ) - base
@@ -144,32 +192,38 @@ def measure(args: argparse.Namespace, loop: str, name: str, device: torch.device
 
 def run_loop(args: argparse.Namespace, loop: str, name: str, device: torch.device) -> dict:
     """``measure`` in a fresh interpreter with the same settings."""
-    options = ("size", "batch", "steps", "warmup", "width", "threads")
+    options = (
+        "size", "batch", "steps", "warmup", "width", "threads", "num_classes", "optimizer",
+        "workers",
+    )  # fmt: skip
     command = [sys.executable, __file__, "--child", loop, name, device.type]
     for option in options:
-        command += [f"--{option}", str(getattr(args, option))]
+        command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
     return run_child(command)
 
 
 def compare(args: argparse.Namespace, name: str, device: torch.device) -> str:
-    """``--pairs`` runs of both loops in alternating order; one markdown row."""
+    """``--pairs`` runs of the three loops in alternating order; one markdown row."""
     rows: dict[str, list[dict]] = {loop: [] for loop in LOOPS}
     for pair in range(args.pairs):
         for loop in LOOPS if pair % 2 == 0 else LOOPS[::-1]:
             row = run_loop(args, loop, name, device)
             if "error" in row:
-                return f"| {name} | {device.type} | | | | | error ({loop}): {row['error']} |"
+                return f"| {name} | {device.type} | | | | | | | error ({loop}): {row['error']} |"
             rows[loop].append(row)
-    plain, engine = ([r["images_per_s"] for r in rows[loop]] for loop in LOOPS)
-    overheads = [100 * (1 - e / p) for p, e in zip(plain, engine, strict=True)]
+    plain, engine, folder = ([r["images_per_s"] for r in rows[loop]] for loop in LOOPS)
+    cells = []
+    for rates in (engine, folder):
+        overheads = [100 * (1 - e / p) for p, e in zip(plain, rates, strict=True)]
+        cells.append(
+            f"{statistics.median(overheads):+.1f}% ({min(overheads):+.1f}% .. "
+            f"{max(overheads):+.1f}%)"
+        )
     peaks = "/".join(
         f"{statistics.median(r['peak_mib'] for r in rows[loop]):.0f}" for loop in LOOPS
     )
-    return (
-        f"| {name} | {device.type} | {statistics.median(plain):.2f} | "
-        f"{statistics.median(engine):.2f} | {statistics.median(overheads):+.1f}% | "
-        f"{min(overheads):+.1f}% .. {max(overheads):+.1f}% | {peaks} |"
-    )
+    rates = " | ".join(f"{statistics.median(r):.2f}" for r in (plain, engine, folder))
+    return f"| {name} | {device.type} | {rates} | {cells[0]} | {cells[1]} | {peaks} |"
 
 
 def main() -> None:
@@ -182,6 +236,9 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=1.0, help="encoder width multiplier")
     parser.add_argument("--pairs", type=int, default=3, help="runs of each loop, alternating")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    parser.add_argument("--num-classes", type=int, default=21)
+    parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (folder)")
     parser.add_argument(
         "--child", nargs=3, metavar=("LOOP", "MODEL", "DEVICE"), help=argparse.SUPPRESS
     )
@@ -197,15 +254,17 @@ def main() -> None:
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print(
         f"{args.size}x{args.size}, batch {args.batch}, {args.steps} timed steps after "
-        f"{args.warmup}, width {args.width}, {torch.get_num_threads()} threads, "
-        f"{args.pairs} alternating pairs of fresh processes, torch {torch.__version__}"
+        f"{args.warmup}, width {args.width}, {args.num_classes} classes, {args.optimizer}, "
+        f"{torch.get_num_threads()} threads, {args.workers} workers (folder), {args.pairs} "
+        f"alternating rounds of fresh processes, torch {torch.__version__}"
     )
     print()
     print(
-        "| model | device | plain img/s | engine img/s | overhead (median) | overhead range "
-        "| peak MiB plain/engine |"
+        "| model | device | plain img/s (in memory) | engine img/s (in memory) | engine img/s "
+        "(PNG folder) | engine overhead (median, range) | folder overhead (median, range) "
+        "| peak MiB plain/engine/folder |"
     )
-    print("|---|---|---:|---:|---:|---|---:|", flush=True)
+    print("|---|---|---:|---:|---:|---|---|---:|", flush=True)
     for device in devices:
         for name in args.models:
             print(compare(args, name, device), flush=True)
