@@ -107,7 +107,7 @@ def _assert_keeps_sizes(model: nn.Module) -> None:
             assert model.eval()(torch.randn(1, 3, *size)).shape == (1, 4, *size)
 
 
-@pytest.mark.parametrize("upsample", ["learned", "bilinear", "resize_conv"])
+@pytest.mark.parametrize("upsample", ["learned", "bilinear", "nearest", "resize_conv"])
 def test_every_upsampling_keeps_the_input_size(upsample: str) -> None:
     _assert_keeps_sizes(build_model("unet", 4, upsample=upsample, **TINY))
 
@@ -123,11 +123,12 @@ def test_odd_large_input() -> None:
         assert model(torch.randn(1, 3, 333, 500)).shape == (1, 2, 333, 500)
 
 
-def test_bilinear_mode_is_interpolation_and_keeps_deep_channels() -> None:
-    model = build_model("unet", 2, upsample="bilinear", **TINY)
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_interpolation_modes_interpolate_and_keep_deep_channels(mode: str) -> None:
+    model = build_model("unet", 2, upsample=mode, **TINY)
     block = model.decoder.blocks[0]
     x = torch.randn(1, 128, 5, 7)
-    expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    expected = F.interpolate(x, scale_factor=2, mode=mode)
     torch.testing.assert_close(block.up(x), expected)
     # 128 upsampled channels + the 64-channel skip.
     assert block.conv[0][0].in_channels == 128 + 64
@@ -146,7 +147,7 @@ def test_reduced_first_feature_gets_a_final_block_without_skip() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"upsample": "nearest"}, "upsample must be one of"),
+        ({"upsample": "bicubic"}, "upsample must be one of"),
         ({"decoder_channels": [8, 8]}, "decoder_channels needs 4 entries"),
         ({"encoder_options": {"depth": 1}}, "depth must be at least 2"),
     ],

@@ -20,7 +20,9 @@ from fcnlab.models.registry import ENCODERS, MODELS, make_encoder
 from fcnlab.models.weights import WeightsSource
 from fcnlab.nn import FixedUpsample, LearnedUpsample, ResizeConv
 
-UPSAMPLE_MODES = ("learned", "bilinear", "resize_conv")
+UPSAMPLE_MODES = ("learned", "bilinear", "nearest", "resize_conv")
+# Parameter-free interpolations: the block's upsampled map keeps the deep channels.
+INTERPOLATIONS = ("bilinear", "nearest")
 BASE_CHANNELS = 64
 
 
@@ -34,7 +36,8 @@ def double_conv(in_channels: int, out_channels: int, batch_norm: bool = True) ->
 
 
 def make_upsample(mode: str, in_channels: int, out_channels: int, factor: int) -> nn.Module:
-    """The upsampling step of a decoder block; ``"bilinear"`` keeps ``in_channels``.
+    """The upsampling step of a decoder block; ``"bilinear"`` and ``"nearest"`` keep
+    ``in_channels``.
 
     ``"learned"`` is the paper's up-convolution: a factor x factor transpose convolution with
     stride ``factor`` (2x2 for the usual factor 2), which also sets the channel count.
@@ -43,8 +46,8 @@ def make_upsample(mode: str, in_channels: int, out_channels: int, factor: int) -
         return LearnedUpsample(
             in_channels, out_channels, factor, kernel_size=factor, init="default"
         )
-    if mode == "bilinear":
-        return FixedUpsample(factor, "bilinear")
+    if mode in INTERPOLATIONS:
+        return FixedUpsample(factor, mode)
     if mode == "resize_conv":
         return ResizeConv(in_channels, out_channels, factor)
     raise ValueError(f"U-Net upsample must be one of {UPSAMPLE_MODES}, got {mode!r}")
@@ -64,7 +67,7 @@ class UNetBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.up = make_upsample(upsample, in_channels, out_channels, factor)
-        up_channels = in_channels if upsample == "bilinear" else out_channels
+        up_channels = in_channels if upsample in INTERPOLATIONS else out_channels
         self.conv = double_conv(up_channels + skip_channels, out_channels, batch_norm)
 
     def forward(
@@ -200,11 +203,13 @@ def unet(
 ) -> UNet:
     """U-Net: the paper's architecture by default (31.0M parameters without batch norm).
 
-    ``upsample``: ``"learned"`` (2x2 up-convolution, as published), ``"bilinear"`` (fixed
-    interpolation, the skip concatenated to all deep channels) or ``"resize_conv"`` (nearest
-    resize + 3x3 convolution). ``encoder`` may be any registered encoder (``"resnet34"``,
-    ``"vgg16_bn"``, ...). ``batch_norm`` applies to the decoder; the encoder's is an
-    ``encoder_options`` entry. Default ``decoder_channels`` mirror the encoder's channels.
+    ``upsample``: ``"learned"`` (2x2 up-convolution, as published), ``"bilinear"`` or
+    ``"nearest"`` (fixed interpolation, the skip concatenated to all deep channels; ``"nearest"``
+    is segmentation_models_pytorch's ``Unet`` default, and on CPU its backward costs well under
+    half of bilinear's) or ``"resize_conv"`` (nearest resize + 3x3 convolution). ``encoder`` may
+    be any registered encoder (``"resnet34"``, ``"vgg16_bn"``, ...). ``batch_norm`` applies to
+    the decoder; the encoder's is an ``encoder_options`` entry. Default ``decoder_channels``
+    mirror the encoder's channels.
     """
     built = make_encoder(encoder, "unet", encoder_weights, encoder_options)
     decoder = UNetDecoder(
