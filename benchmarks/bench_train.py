@@ -12,7 +12,8 @@ engine again reading them from a folder of PNGs on disk (``images/`` + ``masks/`
 the script to a temporary folder before the clock starts; ``folder`` data set, normalised,
 ``--workers`` DataLoader workers), so the table shows the whole pipeline as users have it.
 ``unet-r18`` is U-Net on a ResNet-18 encoder with the decoder configured like
-segmentation_models_pytorch's (``decoder_channels [256, 128, 64, 32, 16]``, bilinear).
+segmentation_models_pytorch's (``decoder_channels [256, 128, 64, 32, 16]``; ``--upsample``
+bilinear as in issue 16's row, or nearest, smp's own default).
 
 The plain loop's clock runs from the end of its last warm-up step to the end of its last step;
 the engine's rate is what it measures itself over the same steps (its log windows are
@@ -91,7 +92,7 @@ class RandomImages(Dataset):
 
 def model_config(args: argparse.Namespace, name: str) -> ModelConfig:
     if name == "unet-r18":
-        options = {"decoder_channels": [256, 128, 64, 32, 16], "upsample": "bilinear"}
+        options = {"decoder_channels": [256, 128, 64, 32, 16], "upsample": args.upsample}
         return ModelConfig(name="unet", num_classes=args.num_classes, encoder="resnet18",
                            options=options)  # fmt: skip
     return ModelConfig(
@@ -194,7 +195,7 @@ def run_loop(args: argparse.Namespace, loop: str, name: str, device: torch.devic
     """``measure`` in a fresh interpreter with the same settings."""
     options = (
         "size", "batch", "steps", "warmup", "width", "threads", "num_classes", "optimizer",
-        "workers",
+        "workers", "upsample",
     )  # fmt: skip
     command = [sys.executable, __file__, "--child", loop, name, device.type]
     for option in options:
@@ -240,6 +241,9 @@ def main() -> None:
     parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (folder)")
     parser.add_argument(
+        "--upsample", choices=("bilinear", "nearest"), default="bilinear", help="unet-r18 decoder"
+    )
+    parser.add_argument(
         "--child", nargs=3, metavar=("LOOP", "MODEL", "DEVICE"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -255,6 +259,7 @@ def main() -> None:
     print(
         f"{args.size}x{args.size}, batch {args.batch}, {args.steps} timed steps after "
         f"{args.warmup}, width {args.width}, {args.num_classes} classes, {args.optimizer}, "
+        f"unet-r18 upsample {args.upsample}, "
         f"{torch.get_num_threads()} threads, {args.workers} workers (folder), {args.pairs} "
         f"alternating rounds of fresh processes, torch {torch.__version__}"
     )
