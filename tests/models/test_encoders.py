@@ -3,13 +3,17 @@ classifier checkpoints, staged forward."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fcnlab.models import build_encoder, list_encoders
 from fcnlab.models.classifier import build_classifier
 from fcnlab.models.encoders import StagedEncoder
+from fcnlab.models.encoders.resnet import Bottleneck
 
 ENCODER_NAMES = ["vgg16", "vgg16_bn", "resnet18", "resnet34", "resnet50", "resnet101"]
 ENCODER_NAMES += ["darknet19", "darknet53"]
@@ -178,3 +182,36 @@ def test_staged_encoder_returns_every_stage_output_in_turn() -> None:
     features = Pyramid()(x)
     assert [tuple(f.shape[-2:]) for f in features] == [(4, 4), (2, 2), (1, 1)]
     assert torch.equal(features[0], x) and float(features[2]) == x.mean()
+
+
+def _block_reference(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A ResNet block's forward with an out-of-place residual sum, as the paper writes it."""
+    identity = x if block.downsample is None else block.downsample(x)
+    out = F.relu(block.bn1(block.conv1(x)))
+    if isinstance(block, Bottleneck):
+        out = F.relu(block.bn2(block.conv2(out)))
+        out = block.bn3(block.conv3(out))
+    else:
+        out = block.bn2(block.conv2(out))
+    return F.relu(out + identity)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_in_place_residual_sum_gives_the_same_outputs_and_gradients(name: str) -> None:
+    torch.manual_seed(0)
+    encoder = build_encoder(name)
+    # The first block of layer2 has a strided projection shortcut, the second an identity.
+    for block in encoder.layer2:
+        reference = copy.deepcopy(block)
+        x = torch.randn(2, block.conv1.in_channels, 12, 12, requires_grad=True)
+        x_ref = x.detach().clone().requires_grad_()
+        out, expected = block.train()(x), _block_reference(reference.train(), x_ref)
+        assert torch.equal(out, expected)
+        grad = torch.randn_like(out)
+        out.backward(grad)
+        expected.backward(grad)
+        assert torch.equal(x.grad, x_ref.grad)
+        for (key, p), p_ref in zip(block.named_parameters(), reference.parameters(), strict=True):
+            assert torch.equal(p.grad, p_ref.grad), key
+        for (key, b), b_ref in zip(block.named_buffers(), reference.buffers(), strict=True):
+            assert torch.equal(b, b_ref), key

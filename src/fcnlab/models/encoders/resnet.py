@@ -49,7 +49,10 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        # In place, as torchvision: batch norm's backward does not need its output, and a fresh
+        # sum is a large allocation per block (page faults on CPU).
+        out += identity
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -81,7 +84,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        out += identity  # in place: see BasicBlock
+        return self.relu(out)
 
 
 class ResNetEncoder(Encoder):
