@@ -99,7 +99,7 @@ def test_loss_ignores_crowd_locations_and_trains() -> None:
     ]
     outputs = model(images)
     losses = model.loss(outputs, targets)
-    labels, _ = model.targets(outputs, targets)
+    labels = model.targets(outputs, targets)["labels"]
     ignored = (labels[0] == IGNORE).nonzero()[:, 0]
     assert len(ignored) > 0
     changed = outputs["cls_logits"].detach().clone()

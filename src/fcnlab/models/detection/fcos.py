@@ -126,8 +126,9 @@ class FCOS(nn.Module):
 
     def targets(
         self, outputs: Mapping[str, torch.Tensor], targets: Sequence[Mapping[str, Any]]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stacked ``fcos_targets`` of a batch: labels (N, L) and ltrb (N, L, 4)."""
+    ) -> dict[str, torch.Tensor]:
+        """Stacked ``fcos_targets`` of a batch: "labels" (N, L), "ltrb" (N, L, 4) and "index"
+        (N, L), each location's assigned box (-1 where none)."""
         check_batch(targets, len(outputs["cls_logits"]))
         made = [
             fcos_targets(
@@ -142,7 +143,7 @@ class FCOS(nn.Module):
             )
             for i, t in enumerate(targets)
         ]
-        return torch.stack([m["labels"] for m in made]), torch.stack([m["ltrb"] for m in made])
+        return {key: torch.stack([m[key] for m in made]) for key in ("labels", "ltrb", "index")}
 
     def loss(
         self, outputs: Mapping[str, torch.Tensor], targets: Sequence[Mapping[str, Any]]
@@ -152,8 +153,15 @@ class FCOS(nn.Module):
         Locations labelled ``IGNORE`` (inside crowd boxes only) give no classification loss.
         Keys "loss" (the sum), "cls", "box", "centerness".
         """
+        return self.losses_for(outputs, self.targets(outputs, targets))
+
+    def losses_for(
+        self, outputs: Mapping[str, torch.Tensor], made: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`loss` from the batch's assignment ``made`` (:meth:`targets`), which models
+        built on FCOS compute once and use for their own losses too."""
         logits = outputs["cls_logits"]
-        labels, ltrb = self.targets(outputs, targets)
+        labels, ltrb = made["labels"], made["ltrb"]
         positive = labels >= 0
         num_positive = max(int(positive.sum()), 1)
         onehot = F.one_hot(labels.clamp(min=0), self.num_classes).to(logits)

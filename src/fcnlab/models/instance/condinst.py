@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from fcnlab.models.detection.fcos import FCOS, SIZE_RANGES, FCOSHead, fcos
-from fcnlab.models.detection.targets import check_batch, fcos_locations, fcos_targets
+from fcnlab.models.detection.targets import check_batch, fcos_locations
 from fcnlab.models.instance.dynamic import (
     COORDINATE_CHANNELS,
     dynamic_head_inputs,
@@ -158,33 +158,30 @@ class CondInst(FCOS):
         return positive[order[: self.max_proposals]]
 
     def mask_loss(
-        self, outputs: Mapping[str, torch.Tensor], targets: Sequence[Mapping[str, Any]]
+        self,
+        outputs: Mapping[str, torch.Tensor],
+        targets: Sequence[Mapping[str, Any]],
+        assigned: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mean dice loss of the (capped) positive locations' masks at ``mask_stride`` against
-        their assigned instances' masks (``masks_at_stride``).
+        their assigned instances' masks (``masks_at_stride``). ``assigned`` (N, L) is FCOS's
+        assignment of the batch (:meth:`targets`' "index"), computed here when not given.
 
         Without any positive in the batch, 0 times the mask features and the controller: the
         loss stays in the graph and every parameter gets a (zero) gradient, as DDP needs.
         """
         check_batch(targets, len(outputs["mask_features"]))
+        if assigned is None:
+            assigned = self.targets(outputs, targets)["index"]
         losses = []
         for i, target in enumerate(targets):
-            made = fcos_targets(
-                target,
-                self.num_classes,
-                outputs["points"],
-                outputs["level"],
-                self.strides,
-                self.size_ranges,
-                self.center_radius,
-                i,
-            )
-            positive = self.sample_positives((made["index"] >= 0).nonzero()[:, 0])
+            index = assigned[i]
+            positive = self.sample_positives((index >= 0).nonzero()[:, 0])
             masks = instance_masks(target, i).to(positive.device)
             if len(positive) == 0:
                 continue
             # Downsampled before picking: positives share instances, full-size copies would not.
-            truth = masks_at_stride(masks, self.mask_stride)[made["index"][positive]]
+            truth = masks_at_stride(masks, self.mask_stride)[index[positive]]
             logits = self.mask_logits(outputs, i, positive, truth.shape[-2:])
             losses.append(dice_loss(logits.sigmoid(), truth))
         if not losses:
@@ -195,9 +192,10 @@ class CondInst(FCOS):
         self, outputs: Mapping[str, torch.Tensor], targets: Sequence[Mapping[str, Any]]
     ) -> dict[str, torch.Tensor]:
         """FCOS's losses ("cls", "box", "centerness") + the dice "mask" loss (weight 1); "loss"
-        is their sum."""
-        losses = super().loss(outputs, targets)
-        losses["mask"] = self.mask_loss(outputs, targets)
+        is their sum. FCOS's assignment is computed once and serves both."""
+        made = self.targets(outputs, targets)
+        losses = self.losses_for(outputs, made)
+        losses["mask"] = self.mask_loss(outputs, targets, made["index"])
         losses["loss"] = losses["loss"] + losses["mask"]
         return losses
 
