@@ -49,6 +49,12 @@ from fcnlab.tasks.instance.report import summaries
 RUN_NAME = "demo_instance"
 #: The models the demo trains (``fcnlab demo --task instance --model NAME``), the default first.
 MODELS = ("condinst", "solov2")
+NAMES = {"condinst": "CondInst", "solov2": "SOLOv2"}
+# What each model does, for the heading of a run.
+HOW = {
+    "condinst": "FCOS boxes and a dynamic mask head per shape",
+    "solov2": "grid cells, dynamic kernels and Matrix NMS",
+}
 # SOLOv2's grids and size ranges scaled to 80-pixel images holding shapes of 20-64 pixels: the
 # paper's ranges / 4 and grids of 12-4 cells (its 40-12 on ~1000-pixel images), so that an object
 # spans 3-6 cells of its level's grid, as in the paper.
@@ -141,9 +147,6 @@ def instance_config(plan: InstancePlan, output_root: str) -> Config:
     )
 
 
-NAMES = {"condinst": "CondInst", "solov2": "SOLOv2"}
-
-
 def held_out_instances(
     model: nn.Module, dataset: Dataset, classes: Sequence[str], batch_size: int = 64
 ) -> tuple[InstanceEvalResult, list[dict[str, Any]], list[dict[str, Any]]]:
@@ -197,13 +200,9 @@ def run_instance_demo(
     torch.manual_seed(plan.seed)
     model = build_model_from_config(config.model)
     val_set = build_split(config.data, config.data.val_split, train=False, task=task_of(model).name)
-    how = {
-        "condinst": "FCOS boxes and a dynamic mask head per shape",
-        "solov2": "grid cells, dynamic kernels and Matrix NMS",
-    }
     run.console.rule(
         f"[bold]{NAMES[plan.model]} ({plan.encoder} at {plan.width}x width, random init) on "
-        f"{plan.size}x{plan.size} Shapes: {how[plan.model]}"
+        f"{plan.size}x{plan.size} Shapes: {HOW[plan.model]}"
     )
     result = run.train(config, model, val_set=val_set)
 
