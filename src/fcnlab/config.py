@@ -233,6 +233,11 @@ class TrainConfig:
     amp: Literal["off", "bf16", "fp16"] = "off"
     channels_last: bool = False
     compile: bool = False
+    # cuDNN times every convolution algorithm on the first batch of each input shape and keeps
+    # the fastest: quicker steps for fixed-size inputs, but the trials allocate workspaces
+    # that raise the peak memory, and every new shape is timed again. Off, as in detectron2
+    # and MMEngine; ignored with ``deterministic`` and on the CPU.
+    cudnn_benchmark: bool = False
     device: str = "auto"
     sync_bn: bool = False
     # NumPy's SeedSequence, which mixes the per-sample seeds, takes no negative seed.

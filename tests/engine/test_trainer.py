@@ -14,6 +14,7 @@ from torch import nn
 from fcnlab.config import StageConfig
 from fcnlab.engine import (
     NonFiniteLossError,
+    Trainer,
     TrainingInterrupted,
     load_checkpoint,
     read_metrics,
@@ -147,3 +148,22 @@ def test_stage_names_are_printed_literally(tmp_path: Path) -> None:
     train(config, model=TinySegmenter(), train_set=Squares(16), val_set=Squares(8), console=console,
           progress=False)  # fmt: skip
     assert "'decoder[v2]'" in console.export_text()
+
+
+@pytest.mark.parametrize(
+    ("wanted", "deterministic", "expected"),
+    [(False, False, False), (True, False, True), (True, True, False)],
+)
+def test_cudnn_benchmark_follows_the_config_whatever_was_set_before(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    wanted: bool,
+    deterministic: bool,
+    expected: bool,
+) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", not expected)
+    config = tiny_config(tmp_path, cudnn_benchmark=wanted, deterministic=deterministic)
+    trainer = Trainer(config, model=TinySegmenter(), train_set=Squares(16), val_set=Squares(8),
+                      console=Console(quiet=True), progress=False)  # fmt: skip
+    trainer.close()
+    assert torch.backends.cudnn.benchmark is expected

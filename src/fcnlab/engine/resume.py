@@ -25,6 +25,7 @@ MAY_CHANGE = (
     "train.device",
     "train.compile",
     "train.channels_last",
+    "train.cudnn_benchmark",
     "train.deterministic",
     "data.num_workers",
     "eval.batch_size",

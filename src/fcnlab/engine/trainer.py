@@ -170,9 +170,12 @@ def _seed_everything(seed: int, deterministic: bool, device: torch.device) -> No
     if deterministic and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-    else:
-        torch.backends.cudnn.benchmark = True
+
+
+def _set_cudnn_benchmark(wanted: bool, deterministic: bool) -> None:
+    """cuDNN's autotuner on when ``wanted`` (and the run need not be deterministic), else off:
+    set either way, so that a setting left by earlier code in the process does not leak in."""
+    torch.backends.cudnn.benchmark = wanted and not deterministic
 
 
 class Trainer:
@@ -209,6 +212,7 @@ class Trainer:
         self.dist = init_distributed(self.device.type)
         self.device = _pick_device(train.device, self.dist)
         _seed_everything(train.seed + self.dist.rank, train.deterministic, self.device)
+        _set_cudnn_benchmark(train.cudnn_benchmark, train.deterministic)
         self.console = console or Console()
         if not self.dist.is_main:
             self.console = Console(quiet=True)
