@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.tinyseg import Squares, TinySegmenter, tiny_config, without_timing
+from helpers.tinyseg import NanAtCall, Squares, TinySegmenter, tiny_config, without_timing
 from helpers.tinyseg import train_squares as run
 from rich.console import Console
 from torch import nn
@@ -88,17 +88,6 @@ def test_sigint_finishes_the_step_saves_and_stops(tmp_path: Path) -> None:
     checkpoint = load_checkpoint(tmp_path / "run/checkpoints/last.pt")
     assert checkpoint["reason"] == "interrupted" and checkpoint["state"]["step"] == 2
     assert signal.getsignal(signal.SIGINT) is handler
-
-
-class NanAtCall(nn.Module):
-    def __init__(self, at: int) -> None:
-        super().__init__()
-        self.at, self.calls = at, 0
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        loss = nn.functional.cross_entropy(logits, target)
-        return loss * float("nan") if self.calls >= self.at else loss
 
 
 def test_non_finite_loss_names_step_and_stage_and_keeps_the_last_checkpoint(

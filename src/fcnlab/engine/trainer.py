@@ -56,6 +56,7 @@ from torch.utils.data import Dataset
 from fcnlab.config import Config, StageConfig, config_to_dict, save_config, validate
 from fcnlab.engine.build import build_split, check_num_classes
 from fcnlab.engine.loader import SeededSamples, eval_loader, train_loader
+from fcnlab.engine.loss_reads import StepLoss, UnreadLosses
 from fcnlab.engine.optim import build_optimizer, build_schedule
 from fcnlab.engine.resume import check_same_run, checkpoint_to_resume
 from fcnlab.engine.stages import apply_stage, describe_stage, stage_steps
@@ -190,7 +191,9 @@ class Trainer:
     The run folder is locked from here until :meth:`fit` returns or raises, or :meth:`close`.
     ``stop_after_steps`` simulates an interruption after that global step (for tests of
     resuming). ``console`` receives the log; ``progress`` forces the progress
-    bars on or off (default: on for a terminal unless ``CI`` is set).
+    bars on or off (default: on for a terminal unless ``CI`` is set). ``read_every`` is the
+    number of steps between reads of the loss from the device (:mod:`fcnlab.engine.loss_reads`;
+    default: every step on the CPU, ``train.log_every`` on a GPU).
     """
 
     def __init__(
@@ -205,6 +208,7 @@ class Trainer:
         stop_after_steps: int | None = None,
         resume: bool | str | Path = False,
         overwrite: bool = False,
+        read_every: int | None = None,
     ) -> None:
         self.config = config = validate(config)
         train = config.train
@@ -248,6 +252,10 @@ class Trainer:
         self.val_loader = eval_loader(
             self.val_set, self.dist, config.eval.batch_size, data.num_workers, pin, collate
         )
+        # A logged step, a save and the end of an epoch or stage read the losses too.
+        default_read_every = 1 if self.device.type == "cpu" else train.log_every
+        self.read_every = read_every or default_read_every
+        self._unread = UnreadLosses()
         self.steps_per_epoch = len(self.loader) // train.grad_accum
         if self.steps_per_epoch == 0:
             raise ValueError(
@@ -374,18 +382,20 @@ class Trainer:
         window_start, window_images = time.perf_counter(), 0
         while state.position < self.batches_per_epoch and state.stage_step < total:
             micro_batches = [next(batches) for _ in range(train.grad_accum)]
-            loss, stop = self._step(micro_batches, index)
+            losses = self._step(micro_batches, index, total)
             state.step += 1
             state.stage_step += 1
             state.position += train.grad_accum
             window_images += train.batch_size * train.grad_accum * self.dist.world_size
+            if losses:
+                progress.update(task, loss=losses[-1].loss)
             if state.step % train.log_every == 0 or state.stage_step == total:
                 ips = window_images / max(time.perf_counter() - window_start, 1e-9)
-                self._log_step(index, loss, ips)
+                self._log_step(index, losses[-1].loss, ips)
                 progress.update(task, epoch=state.data_epoch, ips=ips)
                 window_start, window_images = time.perf_counter(), 0
-            progress.update(task, advance=1, loss=loss, lr=self._lr())
-            if stop:
+            progress.update(task, advance=1, lr=self._lr())
+            if any(loss.stop for loss in losses):
                 self._interrupt(index)
             every = train.checkpoint_every_steps
             # The end of an epoch or stage saves anyway.
@@ -393,8 +403,31 @@ class Trainer:
             if every and state.step % every == 0 and inside:
                 self._save("steps")
 
-    def _step(self, micro_batches: list[Any], index: int) -> tuple[float, bool]:
-        """One optimiser step over ``grad_accum`` micro-batches; returns (mean loss, stop?)."""
+    def _read_due(self, total: int) -> bool:
+        """Whether the coming step reads the losses from the device: every ``read_every`` steps,
+        and at every step that logs, saves, may stop or ends an epoch or the stage, so that
+        nothing is written before its losses are checked."""
+        train, state = self.config.train, self.state
+        step = state.step + 1
+        every = train.checkpoint_every_steps
+        stop_after = self.stop_after_steps
+        return (
+            step % self.read_every == 0
+            or step % train.log_every == 0
+            or state.stage_step + 1 == total
+            or state.position + train.grad_accum >= self.batches_per_epoch
+            or bool(every and step % every == 0)
+            or (stop_after is not None and step >= stop_after)
+            # Alone, a process acts on its own signal at once; in a group every process reads at
+            # the same steps, so that all of them stop after the same one.
+            or (self._stop_signal is not None and not self.dist.enabled)
+        )
+
+    def _step(self, micro_batches: list[Any], index: int, total_steps: int) -> list[StepLoss]:
+        """One optimiser step over ``grad_accum`` micro-batches of a stage of ``total_steps``.
+        Its mean loss and stop flag stay on the device; when a read is due (:meth:`_read_due`)
+        every unread step's are read, before this step's update so that a NaN found then is
+        never applied, and returned."""
         train = self.config.train
         assert self.optimizer is not None and self.scheduler is not None
         total = torch.zeros((), device=self.device)
@@ -418,22 +451,12 @@ class Trainer:
         stop = self._stop_signal is not None or (
             self.stop_after_steps is not None and self.state.step + 1 >= self.stop_after_steps
         )
-        # One reduction per step carries the loss and the stop flag to every process.
-        flags = torch.stack(
-            [total / train.grad_accum, torch.tensor(float(stop), device=self.device)]
-        )
+        # One reduction per step carries the loss and the stop flag to every process; the flag
+        # is filled on the device, as a copy from the host would wait for the queued work.
+        flags = torch.stack([total / train.grad_accum, torch.full_like(total, float(stop))])
         flags = all_reduce_sum(flags, self.dist) / self.dist.world_size
-        loss_value, stop = float(flags[0]), bool(flags[1] > 0)
-        if not math.isfinite(loss_value):
-            if self._last_saved is None:
-                kept = "this run has written no checkpoint yet"
-            else:
-                path, step = self._last_saved
-                kept = f"the last good checkpoint is {path} (step {step})"
-            raise NonFiniteLossError(
-                f"the loss is {loss_value} at step {self.state.step + 1} of stage {index + 1} "
-                f"({self.config.stages[index].name!r}); stopped without saving: {kept}"
-            )
+        self._unread.add(self.state.step + 1, index, flags)
+        losses = self._read_losses() if self._read_due(total_steps) else []
         if train.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
             params = [p for p in self.model.parameters() if p.grad is not None]
@@ -441,7 +464,27 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return loss_value, stop
+        return losses
+
+    def _read_losses(self) -> list[StepLoss]:
+        """The unread steps' losses; a NaN or infinite one stops the run, naming its step."""
+        losses = self._unread.read()
+        for loss in losses:
+            if not math.isfinite(loss.loss):
+                raise self._non_finite(loss)
+        return losses
+
+    def _non_finite(self, loss: StepLoss) -> NonFiniteLossError:
+        if self._last_saved is None:
+            kept = "this run has written no checkpoint yet"
+        else:
+            path, step = self._last_saved
+            kept = f"the last good checkpoint is {path} (step {step})"
+        stage = self.config.stages[loss.stage].name
+        return NonFiniteLossError(
+            f"the loss is {loss.loss} at step {loss.step} of stage {loss.stage + 1} "
+            f"({stage!r}); stopped without saving: {kept}"
+        )
 
     def _end_epoch(self) -> None:
         """Count the epoch and write ``last.pt`` (before the evaluation: see the module)."""
