@@ -15,6 +15,11 @@ the script to a temporary folder before the clock starts; ``folder`` data set, n
 segmentation_models_pytorch's (``decoder_channels [256, 128, 64, 32, 16]``; ``--upsample``
 bilinear as in issue 16's row, or nearest, smp's own default).
 
+``--amp``, ``--channels-last`` and ``--cudnn-benchmark`` apply to every loop alike (the plain
+loop with ``torch.autocast``, a ``GradScaler`` for fp16, a channels-last model and input;
+the engine through ``train.amp``, ``train.channels_last`` and ``train.cudnn_benchmark``), so a
+row shows what each setting does to both. ``--devices`` and ``--loops`` pick the rows.
+
 The plain loop's clock runs from the end of its last warm-up step to the end of its last step;
 the engine's rate is what it measures itself over the same steps (its log windows are
 ``--warmup`` steps long and the first one is the warm-up, so ``--steps`` must be a multiple of
@@ -58,6 +63,7 @@ from fcnlab.config import (
 )
 from fcnlab.engine import read_metrics, train
 from fcnlab.models.from_config import build_model_from_config
+from fcnlab.runtime.precision import autocast
 
 MODELS = {"fcn8s": "vgg16", "segnet": "vgg16_bn", "unet": "unet", "unet-r18": "resnet18"}
 LOOPS = ("plain", "engine", "folder")
@@ -114,21 +120,29 @@ def build_optimizer(args: argparse.Namespace, model: nn.Module) -> torch.optim.O
 
 
 def plain_loop(args: argparse.Namespace, name: str, device: torch.device) -> float:
-    """Images/s of the textbook loop: forward, loss, backward, step."""
+    """Images/s of the textbook loop (torchvision's reference scripts): forward, loss, backward,
+    step, and the loss read every step."""
     torch.manual_seed(SEED)  # the engine seeds the same way before it builds its model
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     model = build_model_from_config(model_config(args, name)).to(device)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
     optimizer = build_optimizer(args, model)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
     loader = DataLoader(train_images(args), batch_size=args.batch, shuffle=True, drop_last=True)
     loss_fn = nn.CrossEntropyLoss(ignore_index=255)
     model.train()
     start = 0.0
     for i, (images, masks) in enumerate(loader):
-        images, masks = images.to(device), masks.to(device)
-        loss = loss_fn(model(images), masks)
+        images = images.to(device).contiguous(memory_format=memory_format)
+        masks = masks.to(device)
+        with autocast(device, args.amp):
+            loss = loss_fn(model(images), masks)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss.item()  # the engine reads the loss every step too (NaN check), which synchronises
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        loss.item()
         if i + 1 == args.warmup:
             start = time.perf_counter()
     return args.batch * args.steps / (time.perf_counter() - start)
@@ -155,6 +169,8 @@ def engine_loop(
             train=TrainConfig(
                 batch_size=args.batch, device=device.type, log_every=args.warmup, seed=SEED,
                 schedule="constant", optimizer=args.optimizer, momentum=0.9, weight_decay=0.0,
+                amp=args.amp, channels_last=args.channels_last,
+                cudnn_benchmark=args.cudnn_benchmark,
             ),
             stages=[StageConfig(name="bench", iterations=args.warmup + args.steps, lr=LR)],
             eval=EvalConfig(every_epochs=0, num_overlays=0),
@@ -195,36 +211,52 @@ def run_loop(args: argparse.Namespace, loop: str, name: str, device: torch.devic
     """``measure`` in a fresh interpreter with the same settings."""
     options = (
         "size", "batch", "steps", "warmup", "width", "threads", "num_classes", "optimizer",
-        "workers", "upsample",
+        "workers", "upsample", "amp",
     )  # fmt: skip
     command = [sys.executable, __file__, "--child", loop, name, device.type]
     for option in options:
         command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+    for flag in ("channels_last", "cudnn_benchmark"):
+        command += [f"--{flag.replace('_', '-')}"] if getattr(args, flag) else []
     return run_child(command)
 
 
 def compare(args: argparse.Namespace, name: str, device: torch.device) -> str:
-    """``--pairs`` runs of the three loops in alternating order; one markdown row."""
-    rows: dict[str, list[dict]] = {loop: [] for loop in LOOPS}
+    """``--pairs`` runs of the chosen loops in alternating order; one markdown row."""
+    loops = [loop for loop in LOOPS if loop in args.loops]
+    rows: dict[str, list[dict]] = {loop: [] for loop in loops}
     for pair in range(args.pairs):
-        for loop in LOOPS if pair % 2 == 0 else LOOPS[::-1]:
+        for loop in loops if pair % 2 == 0 else loops[::-1]:
             row = run_loop(args, loop, name, device)
             if "error" in row:
-                return f"| {name} | {device.type} | | | | | | | error ({loop}): {row['error']} |"
+                return f"| {name} | {device.type} | error ({loop}): {row['error']} |"
             rows[loop].append(row)
-    plain, engine, folder = ([r["images_per_s"] for r in rows[loop]] for loop in LOOPS)
-    cells = []
-    for rates in (engine, folder):
-        overheads = [100 * (1 - e / p) for p, e in zip(plain, rates, strict=True)]
+    rates = {loop: [r["images_per_s"] for r in rows[loop]] for loop in loops}
+    cells = [f"{statistics.median(rates[loop]):.2f}" for loop in loops]
+    for loop in loops[1:] if "plain" in rates else []:
+        overheads = [100 * (1 - e / p) for p, e in zip(rates["plain"], rates[loop], strict=True)]
         cells.append(
             f"{statistics.median(overheads):+.1f}% ({min(overheads):+.1f}% .. "
             f"{max(overheads):+.1f}%)"
         )
-    peaks = "/".join(
-        f"{statistics.median(r['peak_mib'] for r in rows[loop]):.0f}" for loop in LOOPS
-    )
-    rates = " | ".join(f"{statistics.median(r):.2f}" for r in (plain, engine, folder))
-    return f"| {name} | {device.type} | {rates} | {cells[0]} | {cells[1]} | {peaks} |"
+    cells.append("/".join(f"{statistics.median(r['peak_mib'] for r in rows[loop]):.0f}"
+                          for loop in loops))  # fmt: skip
+    return f"| {name} | {device.type} | " + " | ".join(cells) + " |"
+
+
+def header(loops: list[str]) -> str:
+    """The table's heading and rule for the chosen loops."""
+    names = {
+        "plain": "plain (in memory)",
+        "engine": "engine (in memory)",
+        "folder": "engine (PNG folder)",
+    }
+    columns = [f"{names[loop]} img/s" for loop in loops]
+    if "plain" in loops:
+        columns += [f"{loop} overhead (median, range)" for loop in loops if loop != "plain"]
+    columns.append("peak MiB " + "/".join(loops))
+    rule = "|---|---|" + "---:|" * len(loops) + "---|" * (len(columns) - len(loops) - 1) + "---:|"
+    return "| model | device | " + " | ".join(columns) + " |\n" + rule
 
 
 def main() -> None:
@@ -243,6 +275,12 @@ def main() -> None:
     parser.add_argument(
         "--upsample", choices=("bilinear", "nearest"), default="bilinear", help="unet-r18 decoder"
     )
+    parser.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--cudnn-benchmark", action="store_true")
+    parser.add_argument("--devices", nargs="+", choices=("cpu", "cuda"), default=None,
+                        help="default: the CPU, and CUDA where there is one")  # fmt: skip
+    parser.add_argument("--loops", nargs="+", choices=LOOPS, default=list(LOOPS))
     parser.add_argument(
         "--child", nargs=3, metavar=("LOOP", "MODEL", "DEVICE"), help=argparse.SUPPRESS
     )
@@ -255,21 +293,19 @@ def main() -> None:
         loop, name, device = args.child
         print(json.dumps(measure(args, loop, name, torch.device(device))))
         return
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    names = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = [torch.device(name) for name in names]
+    loops = [loop for loop in LOOPS if loop in args.loops]
     print(
         f"{args.size}x{args.size}, batch {args.batch}, {args.steps} timed steps after "
         f"{args.warmup}, width {args.width}, {args.num_classes} classes, {args.optimizer}, "
-        f"unet-r18 upsample {args.upsample}, "
+        f"unet-r18 upsample {args.upsample}, amp {args.amp}, channels_last "
+        f"{args.channels_last}, cudnn.benchmark {args.cudnn_benchmark}, "
         f"{torch.get_num_threads()} threads, {args.workers} workers (folder), {args.pairs} "
         f"alternating rounds of fresh processes, torch {torch.__version__}"
     )
     print()
-    print(
-        "| model | device | plain img/s (in memory) | engine img/s (in memory) | engine img/s "
-        "(PNG folder) | engine overhead (median, range) | folder overhead (median, range) "
-        "| peak MiB plain/engine/folder |"
-    )
-    print("|---|---|---:|---:|---:|---|---|---:|", flush=True)
+    print(header(loops), flush=True)
     for device in devices:
         for name in args.models:
             print(compare(args, name, device), flush=True)
