@@ -7,14 +7,18 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+import torch
 from rich.console import Console
 
+import fcnlab.demos.common as common
 from fcnlab.config import StageConfig
 from fcnlab.demos.common import (
     QUICK_NOTE,
     DemoRun,
     ShapesPlan,
     demo_table,
+    loader_workers,
     percent,
     shapes_config,
     shapes_options,
@@ -89,3 +93,28 @@ def test_shapes_config_holds_the_plan_and_the_shared_recipe() -> None:
     assert config.train.channels_last is True and config.eval.every_epochs == 2
     assert (config.output.root, config.output.name) == ("out", "toy")
     assert shapes_options(plan)["seed"] == 3 and shapes_options(plan)["cache"] is True
+
+
+@pytest.mark.parametrize(
+    ("cuda", "cores", "workers"), [(False, 16, 0), (True, 16, 8), (True, 4, 3), (True, 1, 1)]
+)
+def test_demos_draw_shapes_in_workers_only_beside_a_gpu(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cuda: bool, cores: int, workers: int
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(common.os, "cpu_count", lambda: cores)
+    assert loader_workers() == workers
+    seen = []
+    monkeypatch.setattr(common, "train", lambda config, **kwargs: seen.append(config))
+    config = shapes_config(
+        ShapesPlan(),
+        str(tmp_path),
+        "toy",
+        vgg_model_config(ShapesPlan(), "fcn8s", 6),
+        {},
+        [StageConfig(epochs=1)],
+        0,
+        1,
+    )
+    DemoRun.start(True, Console(file=io.StringIO()), False).train(config, torch.nn.Identity())
+    assert seen[0].data.num_workers == workers and config.data.num_workers == 0

@@ -26,6 +26,7 @@ from fcnlab.demos.common import (
     DemoRun,
     ShapesPlan,
     demo_table,
+    loader_workers,
     percent,
     shapes_config,
     shapes_options,
@@ -71,8 +72,10 @@ QUICK_PLAN = replace(
 def train_classifier(
     model: nn.Module, plan: SegmentationPlan, console: Console, progress: bool
 ) -> tuple[float, list[float]]:
-    """Step 1: image-level training on the dominant shape; returns (held-out accuracy, losses)."""
+    """Step 1: image-level training on the dominant shape, on the GPU where there is one (the
+    engine's ``device: auto``); returns (held-out accuracy, losses)."""
     options = shapes_options(plan)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     train_set = Shapes(
         plan.train_images,
         target="dominant",
@@ -83,9 +86,17 @@ def train_classifier(
         plan.val_images, split="val", target="dominant", transforms=eval_transforms(), **options
     )
     generator = torch.Generator().manual_seed(plan.seed)
+    model.to(device)
     if plan.channels_last:
         model.to(memory_format=torch.channels_last)
-    loader = DataLoader(train_set, plan.classifier_batch_size, shuffle=True, generator=generator)
+    loader = DataLoader(
+        train_set,
+        plan.classifier_batch_size,
+        shuffle=True,
+        generator=generator,
+        num_workers=loader_workers(),
+        pin_memory=device.type == "cuda",
+    )
     optimizer = torch.optim.AdamW(model.parameters(), plan.classifier_lr, weight_decay=1e-4)
     total = plan.classifier_epochs * len(loader)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, plan.classifier_lr, total)
@@ -95,6 +106,7 @@ def train_classifier(
         for epoch in range(plan.classifier_epochs):
             model.train()
             for images, labels in loader:
+                images, labels = images.to(device), labels.to(device)
                 if plan.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 loss = F.cross_entropy(model(images), labels)
@@ -112,9 +124,10 @@ def train_classifier(
 def classifier_accuracy(model: nn.Module, dataset: Shapes) -> float:
     """Share of ``dataset`` whose dominant shape ``model`` names correctly."""
     model.eval()
+    device = next(model.parameters()).device
     correct = 0
-    for images, labels in DataLoader(dataset, batch_size=64):
-        correct += int((model(images).argmax(dim=1) == labels).sum())
+    for images, labels in DataLoader(dataset, batch_size=64, num_workers=loader_workers()):
+        correct += int((model(images.to(device)).argmax(dim=1).cpu() == labels).sum())
     return correct / len(dataset)
 
 
