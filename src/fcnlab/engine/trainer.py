@@ -14,7 +14,9 @@ The run folder is taken with :func:`fcnlab.runtime.run_dir.open_run_dir`: a fold
 holds a run is refused unless the run is resumed or ``overwrite`` is set, and a lock file keeps
 a second run out while this one runs.
 
-Interruption: the first SIGINT or SIGTERM sets a flag that is checked after every step; the run
+Interruption: the first SIGINT or SIGTERM sets a flag that is checked after every step (in a
+group of processes, at the next step that reads the losses: see
+:mod:`fcnlab.engine.loss_reads`, so that every process stops after the same step); the run
 then writes ``last.pt`` (reason ``"interrupted"``) and raises :class:`TrainingInterrupted` (the
 command line exits with status 130). A second SIGINT stops at once. ``resume=True`` continues
 from ``last.pt`` (a path: from that checkpoint) with the model, optimiser, schedule, scaler,
