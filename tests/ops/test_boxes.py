@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.devices import DEVICES
 
 from fcnlab.ops import (
     batched_nms,
@@ -135,8 +136,9 @@ def test_iou_and_giou_of_degenerate_pairs_hand_worked() -> None:
 @pytest.mark.parametrize("grid", [None, 8])
 @pytest.mark.parametrize("thr", [0.0, 0.3, 0.5])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("device", DEVICES)
 def test_batched_nms_matches_greedy_loop(
-    seed: int, grid: int | None, thr: float, dtype: torch.dtype
+    seed: int, grid: int | None, thr: float, dtype: torch.dtype, device: str
 ) -> None:
     g = torch.Generator().manual_seed(100 + seed)
     boxes = torch.cat((random_boxes(60, seed=seed, grid=grid), degenerate_boxes())).to(dtype)
@@ -145,7 +147,9 @@ def test_batched_nms_matches_greedy_loop(
     scores = (torch.randint(0, 10, (n,), generator=g).double() / 10).to(dtype)
     labels = torch.randint(0, 3, (n,), generator=g)
     expected = ref_nms(boxes.tolist(), scores.tolist(), labels.tolist(), thr)
-    assert batched_nms(boxes, scores, labels, thr).tolist() == expected
+    boxes, scores, labels = boxes.to(device), scores.to(device), labels.to(device)
+    kept = batched_nms(boxes, scores, labels, thr)
+    assert kept.device == boxes.device and kept.tolist() == expected
     single = ref_nms(boxes.tolist(), scores.tolist(), [0] * n, thr)
     assert nms(boxes, scores, thr).tolist() == single
 

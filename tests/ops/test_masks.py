@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.devices import DEVICES
 
 from fcnlab.ops.masks import dice_loss, mask_iou, masks_to_boxes, paste_masks, paste_masks_chunks
 
@@ -72,16 +73,27 @@ def test_dice_loss_gradient_flows() -> None:
     assert predicted.grad is not None and predicted.grad.abs().sum() > 0
 
 
-def test_paste_masks_equals_interpolate_crop_resize() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_paste_masks_equals_interpolate_crop_resize(device: str) -> None:
     g = torch.Generator().manual_seed(1)
-    probabilities = torch.rand(5, 6, 7, generator=g)  # stride 4: covers 24x28 input pixels
-    expected = F.interpolate(probabilities[:, None], scale_factor=4, mode="bilinear")
-    expected = F.interpolate(expected[..., :21, :26], size=(40, 50), mode="bilinear")[:, 0] >= 0.5
+    # stride 4: covers 24x28 input pixels
+    probabilities = torch.rand(5, 6, 7, generator=g).to(device)
+
+    def pasted_by_hand(p: torch.Tensor) -> torch.Tensor:
+        large = F.interpolate(p[:, None], scale_factor=4, mode="bilinear")
+        return F.interpolate(large[..., :21, :26], size=(40, 50), mode="bilinear")[:, 0]
+
+    expected = pasted_by_hand(probabilities) >= 0.5
     pasted = paste_masks(probabilities, 4, (21, 26), (40, 50))
-    assert pasted.dtype == torch.bool and torch.equal(pasted, expected)
+    assert pasted.dtype == torch.bool and pasted.device.type == device
+    assert torch.equal(pasted, expected)
     chunks = list(paste_masks_chunks(probabilities, 4, (21, 26), (40, 50), chunk=2))
     assert [len(c) for c in chunks] == [2, 2, 1]
     assert torch.equal(torch.cat(chunks), expected)
+    # The CPU's masks, but where a device's own interpolation may land across 0.5.
+    on_cpu = pasted_by_hand(probabilities.cpu())
+    clear = (on_cpu - 0.5).abs() > 1e-5
+    assert torch.equal(pasted.cpu()[clear], (on_cpu >= 0.5)[clear])
 
 
 def test_paste_masks_cell_covers_its_stride_pixels() -> None:

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from helpers.devices import DEVICES
 
 from fcnlab.ops import matrix_nms
 
@@ -79,14 +80,19 @@ def greedy_mask_nms(masks: torch.Tensor, labels: list[int], scores: list[float],
 
 @pytest.mark.parametrize("kernel, sigma", [("gaussian", 2.0), ("gaussian", 0.5), ("linear", 2.0)])
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_matrix_nms_matches_the_papers_definition(kernel: str, sigma: float, seed: int) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_matrix_nms_matches_the_papers_definition(
+    kernel: str, sigma: float, seed: int, device: str
+) -> None:
     g = torch.Generator().manual_seed(seed)
     masks = random_rectangles(12, 10, g)
     labels = torch.randint(0, 3, (12,), generator=g)
     scores = torch.rand(12, generator=g, dtype=torch.float64)
     expected = reference_matrix_nms(masks, labels.tolist(), scores.tolist(), kernel, sigma)
-    decayed = matrix_nms(masks, labels, scores, kernel=kernel, sigma=sigma)
-    assert decayed.dtype == torch.float64
+    on_device = (masks.to(device), labels.to(device), scores.to(device))
+    decayed = matrix_nms(*on_device, kernel=kernel, sigma=sigma)
+    assert decayed.dtype == torch.float64 and decayed.device.type == device
+    decayed = decayed.cpu()
     assert torch.allclose(decayed, torch.tensor(expected, dtype=torch.float64), atol=1e-6)
     assert (decayed < scores - 1e-3).any()  # something overlapped: the test is not vacuous
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.devices import needs_cuda
 
 from fcnlab.ops import interpolation_kernel, upsample, zero_insert
 
@@ -120,7 +121,7 @@ def test_float32_within_float_tolerance(method: str) -> None:
     torch.testing.assert_close(result, reference(x, 4, "bicubic", False), atol=1e-5, rtol=0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_cuda
 @pytest.mark.parametrize("method", METHODS)
 def test_cuda_matches_cpu(method: str) -> None:
     x = random_image(1, 3, 8, 8)
