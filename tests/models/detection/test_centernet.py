@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.devices import DEVICES, assert_same_detections, to_device
 
 from fcnlab.models import build_model
 from fcnlab.models.detection.centernet import heatmap_peaks
@@ -178,3 +179,21 @@ def test_decode_equals_masking_each_image(
         assert all(torch.equal(a[name], b[name]) for name in b)
     counts = [len(d["scores"]) for d in expected]
     assert 0 < counts[0] <= top_k and (counts[-1] == 0) == (num_images > 1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_decode_on_the_device_equals_the_cpu_decode_of_each_image(device: str) -> None:
+    model = build_model("centernet", 5, **TINY)
+    g = torch.Generator().manual_seed(7)
+    heatmap = torch.randn(2, 5, 12, 16, generator=g) * 1.5 - 1
+    heatmap[1] -= 20  # an image without detections
+    outputs = {
+        "heatmap": heatmap,
+        "size": torch.rand(2, 2, 12, 16, generator=g) * 8,
+        "offset": torch.rand(2, 2, 12, 16, generator=g),
+    }
+    expected = per_image_decode(model, outputs, (45, 60), 0.05, 100)
+    found = model.to(device).decode(to_device(outputs, device), (45, 60))
+    assert {d[name].device.type for d in found for name in d} == {device}
+    assert_same_detections(found, expected)
+    assert [len(d["scores"]) for d in found] == [100, 0]

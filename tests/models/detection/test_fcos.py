@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from helpers.devices import DEVICES, assert_same_detections, to_device
 
 from fcnlab.models import build_model
 from fcnlab.models.detection.decoding import ltrb_to_boxes
@@ -240,3 +241,14 @@ def test_batched_decode_drops_nan_scores_and_keeps_scores_at_the_threshold() -> 
         assert len(found[1]["scores"]) > 0
     at_threshold = model.decode(outputs, (45, 60), float(scores[0, 50, 3]), 2000, 1000, 1.0)
     assert float(scores[0, 50, 3]) in at_threshold[0]["scores"].tolist()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_decode_on_the_device_equals_the_cpu_decode_of_each_image(device: str) -> None:
+    model = build_model("fcos", 20, **TINY)
+    outputs = random_fcos_outputs(3, 20, seed=3)  # the third image finds nothing
+    expected = per_image_decode(model, outputs, (45, 60), 0.05, 100, 1000, 0.6)
+    found = model.to(device).decode(to_device(outputs, device), (45, 60))
+    assert {d[name].device.type for d in found for name in d} == {device}
+    assert_same_detections(found, expected)
+    assert [len(d["scores"]) > 0 for d in found] == [True, True, False]
