@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers.devices import DEVICES
 
 from fcnlab.tasks.segmentation.metrics import (
     ConfusionMatrix,
@@ -174,10 +175,20 @@ def test_compute_and_all_reduce_sum_across_two_gloo_processes(tmp_path: Path) ->
         assert result["scores"]["iou"] == pytest.approx([1 / 2, 1 / 2, 0])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_counts_on_the_tensors_device() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_counts_on_the_tensors_device(device: str) -> None:
     cm = ConfusionMatrix(3)
-    cm.update(PRED.cuda(), TARGET.cuda())
-    assert cm.matrix.device.type == "cuda"
+    cm.update(PRED.to(device), TARGET.to(device))
+    assert cm.matrix.device.type == device
     assert cm.matrix.cpu().tolist() == HAND_MATRIX
     assert cm.compute()["mean_iou"] == pytest.approx(1 / 3)
+    # Logits of 2 images with an ignored row, counted by bincount on the CPU.
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 9, 7, generator=g)
+    target = torch.randint(0, 4, (2, 9, 7), generator=g)
+    target[0, 0] = 255
+    counted = ConfusionMatrix(4)
+    counted.update(logits.to(device), target.to(device))
+    keep = target != 255
+    pairs = 4 * target[keep] + logits.argmax(dim=1)[keep]
+    assert torch.equal(counted.matrix.cpu(), torch.bincount(pairs, minlength=16).view(4, 4))
