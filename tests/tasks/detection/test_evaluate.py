@@ -8,12 +8,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers.devices import DEVICES, to_device
 from helpers.gloo import run_two_processes
 from torch import nn
 
 from fcnlab.tasks.detection.coco_eval import COCO_METRICS, CocoEvaluation, coco_map
 from fcnlab.tasks.detection.evaluate import (
     DetectionEvalResult,
+    DetectionEvaluator,
     evaluate_detection,
     to_original_frame,
 )
@@ -228,3 +230,24 @@ def test_two_gloo_processes_gather_the_whole_set(tmp_path: Path) -> None:
     assert ranks[0] == ranks[1]
     assert ranks[0]["num_images"] == 2
     assert ranks[0]["per_class_ap"] == pytest.approx([51 / 101, 0.3])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_detections_and_targets_on_a_device_score_as_by_hand(device: str) -> None:
+    # test_shifted_detection_and_per_class_ap_match_cocoeval's images, stored at twice the size
+    targets = [
+        target(0, [[0, 0, 100, 100], [200, 0, 300, 100]], [0, 0], (120, 320), (240, 640)),
+        target(1, [[0, 0, 100, 100]], [1], (120, 320), (240, 640)),
+    ]
+    detections = [
+        found([[0, 0, 100, 100], [400, 0, 450, 50]], [0.9, 0.8], [0, 0]),
+        found([[0, 0, 100, 62]], [0.9], [1]),
+    ]
+    evaluator = DetectionEvaluator(2)
+    evaluator.process(to_device(detections, device), to_device(targets, device))
+    kept = [value for d in evaluator.records + evaluator.found for value in d.values()]
+    assert {value.device.type for value in kept if isinstance(value, torch.Tensor)} == {"cpu"}
+    assert evaluator.records[1]["boxes"].tolist() == [[0.0, 0.0, 200.0, 200.0]]
+    result = evaluator.evaluate()
+    assert result.per_class_ap == pytest.approx([51 / 101, 0.3])
+    assert result.per_class_ap50 == pytest.approx([51 / 101, 1.0])

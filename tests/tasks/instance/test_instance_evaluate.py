@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers.devices import DEVICES, to_device
 from helpers.gloo import run_two_processes
 from pycocotools import mask as mask_utils
 from torch import nn
@@ -331,3 +332,20 @@ def test_two_gloo_processes_gather_the_whole_set(tmp_path: Path) -> None:
     assert ranks[0] == ranks[1] and ranks[0]["num_images"] == 2
     # Class 2's object in image 3 is missed; classes 0 and 1 are found.
     assert ranks[0]["per_class_mask_ap"] == pytest.approx([1.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_predictions_and_targets_on_a_device_score_as_on_the_cpu(device: str) -> None:
+    # A mask cut short, a false positive of class 2 and a mask one row shy: AP between 0 and 1.
+    model = FakeInstances({
+        1: predicted(SIZE_A, [rect(SIZE_A, (4, 24), (4, 12)), rect(SIZE_A, (0, 8), (0, 8))],
+                     [0.9, 0.6], [0, 2]),
+        2: predicted(SIZE_B, [rect(SIZE_B, (0, 28), (0, 40))], [0.8], [1]),
+    })  # fmt: skip
+    images, targets = batch([1, 2], TARGETS)
+    on_cpu = evaluate_instances(model, [(images, targets)], 3)
+    assert 0 < on_cpu.mask_stats["AP"] < 1 and 0 < on_cpu.box_stats["AP"] < 1
+    evaluator = InstanceEvaluator(3)
+    found = segment_instances(model, images)
+    evaluator.process(to_device(found, device), to_device(targets, device))
+    assert evaluator.evaluate().record() == on_cpu.record()

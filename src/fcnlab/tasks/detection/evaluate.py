@@ -133,12 +133,13 @@ def to_original_frame(
 
     Detections are clipped to the transformed image (``image_size``; a batch's padding lies
     at the bottom/right), then both are scaled by (W0 / W, H0 / H). The record keeps
-    "labels", "iscrowd", "difficult" and "image_id" and gains "height"/"width".
+    "labels", "iscrowd", "difficult" and "image_id" and gains "height"/"width". Tensors on any
+    device come back on the CPU, where pycocotools reads them and processes gather them.
     """
     height, width = (int(v) for v in target["image_size"])
     orig_h, orig_w = (int(v) for v in target.get("orig_size", (height, width)))
     scale = torch.tensor([orig_w / width, orig_h / height] * 2, dtype=torch.float64)
-    boxes = torch.as_tensor(target["boxes"], dtype=torch.float64).reshape(-1, 4)
+    boxes = torch.as_tensor(target["boxes"], dtype=torch.float64).cpu().reshape(-1, 4)
     record: dict[str, Any] = {
         key: torch.as_tensor(target[key]).cpu()
         for key in ("labels", "iscrowd", "difficult")
@@ -147,12 +148,12 @@ def to_original_frame(
     record.update(boxes=boxes * scale, height=orig_h, width=orig_w)
     if "image_id" in target:
         record["image_id"] = int(target["image_id"])
-    found = torch.as_tensor(detections["boxes"], dtype=torch.float64).reshape(-1, 4)
+    found = torch.as_tensor(detections["boxes"], dtype=torch.float64).cpu().reshape(-1, 4)
     found = clip_boxes(found, (height, width)) * scale
     return record, {
         "boxes": found,
-        "scores": torch.as_tensor(detections["scores"]),
-        "labels": torch.as_tensor(detections["labels"]),
+        "scores": torch.as_tensor(detections["scores"]).cpu(),
+        "labels": torch.as_tensor(detections["labels"]).cpu(),
     }
 
 
