@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.devices import DEVICES
 from helpers.tinyrun import random_model, tiny_config, write_run
 from PIL import Image
 from torch import nn
@@ -163,3 +164,29 @@ def test_tta_and_windows_on_a_real_model(tmp_path: Path) -> None:
     prediction = predictor.predict(torch.rand(3, 70, 45), probs=True)
     assert prediction.labels.shape == (70, 45)
     assert prediction.probs is not None and torch.isfinite(prediction.probs).all()
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_predictor_on_the_device_gives_the_cpus_logits_and_labels(
+    tmp_path: Path, device: str
+) -> None:
+    config, _ = write_run(tmp_path)
+    weights = config.run_dir / "final.safetensors"
+    images = torch.rand(2, 3, 45, 37, generator=torch.Generator().manual_seed(0))
+    windows_and_tta = {"window": 32, "overlap": 0.5, "tta": TTA(flip=True, scales=(0.75, 1.0))}
+    for options in ({}, windows_and_tta):
+        expected = Predictor(weights, "cpu", **options).logits(images)
+        predictor = Predictor(weights, device, **options)
+        assert predictor.model is not None
+        assert {p.device.type for p in predictor.model.parameters()} == {device}
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # float32 convolutions
+            logits = predictor.logits(images)
+            labels = torch.stack([p.labels for p in predictor.predict(images)])
+        assert logits.device.type == labels.device.type == "cpu"
+        torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+        # The CPU's labels, but where two classes' logits nearly tie.
+        top2 = expected.topk(2, dim=1).values
+        clear = top2[:, 0] - top2[:, 1] > 1e-3
+        assert clear.float().mean() > 0.95
+        assert torch.equal(labels[clear], expected.argmax(dim=1)[clear])
