@@ -182,6 +182,9 @@ class DataConfig:
     transforms: TransformConfig = field(default_factory=TransformConfig)
     num_workers: int = field(default=0, metadata=NON_NEGATIVE)
     ignore_index: int = field(default=255, metadata=LABEL)
+    # Decode the training and validation files into memory once, before training starts
+    # (fcnlab.data.cache): every epoch then skips the decoding, its augmentation unchanged.
+    cache: bool = False
 
     def __post_init__(self) -> None:
         check_numbers(self)
