@@ -11,12 +11,13 @@ import pytest
 import torch
 from helpers.devices import DEVICES
 from helpers.instance_models import FixedInstances
-from helpers.tinyseg import Squares, TinySegmenter, tiny_config
+from helpers.tinyseg import Squares, TinySegmenter, tiny_config, train_squares
 from rich.console import Console
 
 from fcnlab.data.shapes import Shapes
-from fcnlab.engine import Trainer
+from fcnlab.engine import Trainer, TrainingInterrupted, load_checkpoint
 from fcnlab.engine.trainer import _pick_device
+from fcnlab.runtime.checkpoint import save_checkpoint
 from fcnlab.runtime.distributed import DistInfo
 
 
@@ -119,3 +120,27 @@ def test_loaders_pin_batches_for_a_gpu_and_keep_every_value(
         assert_same_batch(batch, expected)
         # A tensor without elements has no memory to pin.
         assert all(t.is_pinned() == pinned for t in tensors(batch) if t.numel())
+
+
+def test_a_cpu_run_in_a_process_forked_after_cuda_never_touches_cuda(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a child forked from a process that used CUDA (a test session, a notebook) sees: a
+    # GPU is there, CUDA is not initialised, and initialising it raises.
+    def refuse(*args: Any) -> None:
+        raise RuntimeError("Cannot re-initialize CUDA in forked subprocess.")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", refuse)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", refuse)
+    config = tiny_config(tmp_path)  # on the CPU
+    with pytest.raises(TrainingInterrupted):
+        train_squares(config, stop_after_steps=3)
+    # A checkpoint written by a run that used CUDA holds CUDA's RNG states too.
+    path = tmp_path / "run/checkpoints/last.pt"
+    payload = load_checkpoint(path)
+    assert "cuda" not in payload["rng"][0]
+    payload["rng"][0]["cuda"] = [torch.zeros(16, dtype=torch.uint8)]
+    save_checkpoint(path, payload)
+    assert train_squares(config, resume=True).step == 13

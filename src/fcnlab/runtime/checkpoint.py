@@ -199,7 +199,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def rng_state() -> dict[str, Any]:
-    """The torch (CPU and CUDA), NumPy and Python RNG states as tensors, lists and numbers."""
+    """The torch (CPU and CUDA), NumPy and Python RNG states as tensors, lists and numbers.
+
+    CUDA's only where this process has started CUDA: a run on the CPU draws nothing from it,
+    and a process forked from one that used CUDA (a test session, a notebook) cannot start it
+    again."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)  # type: ignore[misc]
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
@@ -213,13 +217,14 @@ def rng_state() -> dict[str, Any]:
         },
         "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
     }
-    if torch.cuda.is_available():
+    if torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured."""
+    """Restore what :func:`rng_state` captured (CUDA's where this process has started CUDA, as
+    a run on a GPU has by the time it resumes)."""
     torch.set_rng_state(state["torch"])
     numpy = state["numpy"]
     keys = numpy["keys"].numpy().astype(np.uint32)
@@ -228,7 +233,7 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     )
     python = state["python"]
     random.setstate((python["version"], tuple(python["internal"]), python["gauss_next"]))
-    if "cuda" in state and torch.cuda.is_available():
+    if "cuda" in state and torch.cuda.is_initialized():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
