@@ -2,7 +2,8 @@
 views, ``SegmentationDataset``, ``DetectionDataset`` and ``InstanceDataset``.
 
 A data set is a list of ``(image_path, annotation_path)`` samples plus its classes; indexing, joint
-transforms, checking every file and skipping invalid ones live here once. A segmentation view
+transforms, checking every file, skipping invalid ones and reading decoded samples from an
+in-memory cache (:mod:`fcnlab.data.cache`) live here once. A segmentation view
 finds ``(image_path, mask_path)`` samples in its layout and, where its files store something other
 than class indices, overrides :meth:`SegmentationDataset.load_mask`; a detection view reads its
 annotation format into a target dict (:mod:`fcnlab.data.targets`) in
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -26,12 +27,16 @@ from fcnlab.data.io import (
     SkipLog,
     check_same_size,
     layout_error,
-    read_image,
+    pixels_to_image,
     read_mask,
+    read_pixels,
     require_path,
     validate_mask,
 )
 from fcnlab.data.targets import Target, make_instance_target
+
+if TYPE_CHECKING:
+    from fcnlab.data.cache import DecodedCache
 
 Sample = tuple[Path, Path]
 # Added to an error met while loading a sample: a bad file found by training or evaluation is
@@ -46,10 +51,13 @@ Transforms = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Te
 class FileDataset(Dataset):
     """The shared body of a data set of ``(image_path, annotation_path)`` samples.
 
-    A subclass says how to ``load(index)`` one sample before transforms, raising
-    :class:`~fcnlab.data.io.DataFormatError` for a file that cannot be used; ``ds[i]`` applies
-    ``transforms(image, annotation)`` to both at once. With ``skip_invalid=True`` an invalid sample
-    is logged, counted in ``skipped`` and the next valid sample is returned in its place.
+    A subclass says how to ``decode(index)`` one sample from its files: the image's integer
+    pixels (:func:`~fcnlab.data.io.read_pixels`) and the checked annotation, raising
+    :class:`~fcnlab.data.io.DataFormatError` for a file that cannot be used. ``ds[i]`` takes the
+    decoded sample from ``cache`` when one is filled (:func:`fcnlab.data.cache.cache_dataset`)
+    and from the files otherwise, scales the pixels to [0, 1] and applies
+    ``transforms(image, annotation)`` to both at once. With ``skip_invalid=True`` an invalid
+    sample is logged, counted in ``skipped`` and the next valid sample is returned in its place.
     """
 
     # The split names a subclass accepts (checked by ``check_split``).
@@ -67,6 +75,8 @@ class FileDataset(Dataset):
         self.transforms = transforms
         self.skip_invalid = skip_invalid
         self.skip_log = SkipLog()
+        # The decoded samples in memory, when data.cache filled them; None: read the files.
+        self.cache: DecodedCache | None = None
 
     @property
     def num_classes(self) -> int:
@@ -81,9 +91,21 @@ class FileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def load(self, index: int) -> tuple[torch.Tensor, Any]:
-        """Sample ``index`` before transforms; raises ``DataFormatError`` for a bad file."""
+    def decode(self, index: int) -> tuple[torch.Tensor, Any]:
+        """Sample ``index`` as decoded from its files, before transforms: the image's pixels
+        (uint8 ``(3, H, W)``, see :func:`~fcnlab.data.io.read_pixels`) and the annotation;
+        raises ``DataFormatError`` for a bad file."""
         raise NotImplementedError
+
+    def load(self, index: int) -> tuple[torch.Tensor, Any]:
+        """Sample ``index`` from its files before transforms, the image float32 ``(3, H, W)``
+        in [0, 1]; raises ``DataFormatError`` for a bad file."""
+        pixels, annotation = self.decode(index)
+        return pixels_to_image(pixels), annotation
+
+    def decoded(self, index: int) -> tuple[torch.Tensor, Any]:
+        """:meth:`decode` of sample ``index``, from ``cache`` when one is filled."""
+        return self.decode(index) if self.cache is None else self.cache[index]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
         if not -len(self) <= index < len(self):
@@ -91,20 +113,22 @@ class FileDataset(Dataset):
         index %= len(self)
         if not self.skip_invalid:
             try:
-                image, annotation = self.load(index)
+                pixels, annotation = self.decoded(index)
             except DataFormatError as error:
                 raise DataFormatError(error.file, f"{error.reason}; {CHECK_ADVICE}") from None
         else:
-            image, annotation = self._load_next_valid(index)
+            pixels, annotation = self._next_valid(index)
+        image = pixels_to_image(pixels)
         if self.transforms is not None:
             image, annotation = self.transforms(image, annotation)
         return image, annotation
 
-    def _load_next_valid(self, index: int) -> tuple[torch.Tensor, Any]:
-        """Sample ``index`` or, if it is invalid, the first valid sample after it (wrapping)."""
+    def _next_valid(self, index: int) -> tuple[torch.Tensor, Any]:
+        """Decoded sample ``index`` or, if it is invalid, the first valid sample after it
+        (wrapping)."""
         for offset in range(len(self)):
             try:
-                return self.load((index + offset) % len(self))
+                return self.decoded((index + offset) % len(self))
             except DataFormatError as error:
                 self.skip_log.record(error)
         raise DataFormatError(self.samples[index][0].parent, f"all {len(self)} samples are invalid")
@@ -157,20 +181,17 @@ class SegmentationDataset(FileDataset):
         self.palette = np.asarray(palette, dtype=np.uint8)
         self.ignore_index = ignore_index
 
-    def load_image(self, index: int) -> torch.Tensor:
-        """The image of sample ``index``, float32 ``(3, H, W)``."""
-        return read_image(self.samples[index][0])
-
     def load_mask(self, index: int) -> torch.Tensor:
         """The mask of sample ``index`` as class indices, int64 ``(H, W)``, values checked."""
         path = self.samples[index][1]
         return validate_mask(read_mask(path), self.num_classes, self.ignore_index, path)
 
-    def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sample ``index`` before transforms; raises ``DataFormatError`` for a bad file."""
-        image, mask = self.load_image(index), self.load_mask(index)
-        check_same_size(image, mask, *self.samples[index])
-        return image, mask
+    def decode(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixels and class indices of sample ``index``; raises ``DataFormatError`` for a bad
+        file."""
+        pixels, mask = read_pixels(self.samples[index][0]), self.load_mask(index)
+        check_same_size(pixels, mask, *self.samples[index])
+        return pixels, mask
 
 
 class DetectionDataset(FileDataset):
@@ -191,12 +212,12 @@ class DetectionDataset(FileDataset):
         size its annotation records (``orig_size``)."""
         raise NotImplementedError
 
-    def load(self, index: int) -> tuple[torch.Tensor, Target]:
-        """Sample ``index`` before transforms; raises ``DataFormatError`` for a bad file."""
+    def decode(self, index: int) -> tuple[torch.Tensor, Target]:
+        """Pixels and target of sample ``index``; raises ``DataFormatError`` for a bad file."""
         target = self.load_target(index)
         image_path, annotation_path = self.samples[index]
-        image = read_image(image_path)
-        found = (int(image.shape[1]), int(image.shape[2]))
+        pixels = read_pixels(image_path)
+        found = (int(pixels.shape[1]), int(pixels.shape[2]))
         if found != target["orig_size"]:
             height, width = target["orig_size"]
             raise DataFormatError(
@@ -204,7 +225,7 @@ class DetectionDataset(FileDataset):
                 f"records the image '{image_path}' as {height}x{width} but it is "
                 f"{found[0]}x{found[1]} (height x width)",
             )
-        return image, target
+        return pixels, target
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
         image, target = super().__getitem__(index)
@@ -254,17 +275,17 @@ class InstanceDataset(DetectionDataset):
         found = self.load_instances(index)
         return make_instance_target(found.masks, found.labels, self.image_id(index), found.iscrowd)
 
-    def load(self, index: int) -> tuple[torch.Tensor, Target]:
-        """Sample ``index`` before transforms, its masks checked against its image's size;
+    def decode(self, index: int) -> tuple[torch.Tensor, Target]:
+        """Pixels and target of sample ``index``, its masks checked against its image's size;
         raises ``DataFormatError`` for a bad file."""
         found = self.load_instances(index)
         image_path, annotation_path = self.samples[index]
-        image = read_image(image_path)
-        check_instance_masks(image, found, image_path, annotation_path)
+        pixels = read_pixels(image_path)
+        check_instance_masks(pixels, found, image_path, annotation_path)
         target = make_instance_target(
             found.masks, found.labels, self.image_id(index), found.iscrowd
         )
-        return image, target
+        return pixels, target
 
 
 def check_instance_masks(

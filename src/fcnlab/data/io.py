@@ -119,8 +119,14 @@ def read_image(path: str | Path) -> torch.Tensor:
     :func:`image_to_tensor` for 16-bit and other deep images. EXIF orientation is not applied
     (the module's docstring says why).
     """
+    return pixels_to_image(read_pixels(path))
+
+
+def read_pixels(path: str | Path) -> torch.Tensor:
+    """Read an image as its decoded integer pixels (:func:`image_pixels`; for 8 bits a quarter
+    of the float image's bytes), as :mod:`fcnlab.data.cache` keeps it in memory."""
     path = Path(path)
-    return image_to_tensor(_open(path, "image"), path)
+    return image_pixels(_open(path, "image"), path)
 
 
 def image_to_tensor(image: Image.Image, source: str | Path = "image") -> torch.Tensor:
@@ -131,9 +137,15 @@ def image_to_tensor(image: Image.Image, source: str | Path = "image") -> torch.T
     channel. 32-bit integer or float images (``I``, ``F`` TIFFs) have no agreed range: they raise
     :class:`DataFormatError` naming ``source``.
     """
+    return pixels_to_image(image_pixels(image, source))
+
+
+def image_pixels(image: Image.Image, source: str | Path = "image") -> torch.Tensor:
+    """A PIL image's pixels before scaling to [0, 1]: uint8 ``(3, H, W)`` RGB, or int32
+    ``(1, H, W)`` for one 16-bit channel; other modes as :func:`image_to_tensor` says."""
     if image.mode in _MODES_16 or (image.mode == "I" and image.format == "PNG"):
-        grey = torch.from_numpy(np.asarray(image).astype(np.float32)).div_(65535)
-        return grey[None].repeat(3, 1, 1)
+        # int32, not uint16: every torch from 2.4 converts it (uint16 has few kernels).
+        return torch.from_numpy(np.asarray(image).astype(np.int32))[None]
     if image.mode in ("I", "F"):
         kind = "32-bit integer" if image.mode == "I" else "floating-point"
         raise DataFormatError(
@@ -145,7 +157,15 @@ def image_to_tensor(image: Image.Image, source: str | Path = "image") -> torch.T
         # PIL wants palette transparency resolved through RGBA before dropping it.
         image = image.convert("RGBA")
     array = np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy for torch
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous().to(torch.float32).div_(255)
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def pixels_to_image(pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels from :func:`image_pixels` as float32 ``(3, H, W)`` RGB in [0, 1]: uint8 divided by
+    255, one 16-bit channel divided by 65535 and repeated three times."""
+    if pixels.dtype == torch.uint8:
+        return pixels.to(torch.float32).div_(255)
+    return pixels.to(torch.float32).div_(65535).repeat(3, 1, 1)
 
 
 def exif_orientation(path: str | Path) -> int:
