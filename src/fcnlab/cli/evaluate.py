@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     split = args.split or config.data.val_split
     model = build_model_from_config(config.model)
     task = task_of(model)
-    dataset = build_split(config.data, split, train=False, task=task.name)
+    # One pass over the split: decoding it into memory first (data.cache) would save nothing.
+    dataset = build_split(config.data, split, train=False, task=task.name, use_cache=False)
     check_num_classes(dataset, config.model.num_classes, split)
     load_model_weights(model, args.checkpoint)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

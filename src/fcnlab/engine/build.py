@@ -1,18 +1,24 @@
 """Turn the configuration's data section into data sets with their transforms.
 
 Names are looked up in the data registry (``fcnlab.data``); an unknown name or a bad option is an
-error that starts with the config key it came from. The model comes from
-:func:`fcnlab.models.from_config.build_model_from_config`, the loss from the model's task.
+error that starts with the config key it came from. With ``data.cache`` each split is decoded
+into memory as it is built (:mod:`fcnlab.data.cache`), before any DataLoader worker starts. The
+model comes from :func:`fcnlab.models.from_config.build_model_from_config`, the loss from the
+model's task.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from typing import Any
 
+from rich.console import Console
 from torch.utils.data import Dataset
 
 from fcnlab.config import DataConfig, TransformConfig
+from fcnlab.runtime.console import Bars, print_literal
 
 
 def _named(key: str, build: Callable[[], Any]) -> Any:
@@ -39,18 +45,72 @@ def build_transforms(config: TransformConfig, train: bool) -> Callable[..., Any]
     return eval_transforms(config.eval_size, mean=mean, std=config.std)
 
 
-def build_split(config: DataConfig, split: str, train: bool, task: str | None = None) -> Dataset:
+def build_split(
+    config: DataConfig,
+    split: str,
+    train: bool,
+    task: str | None = None,
+    use_cache: bool = True,
+    console: Console | None = None,
+) -> Dataset:
     """Data set ``config.name``'s view for ``task`` (None: its default view, class maps) for
-    ``split``, with the training or evaluation transforms."""
+    ``split``, with the training or evaluation transforms; decoded into memory when
+    ``data.cache`` is set, unless ``use_cache`` is False (one pass over a split gains nothing
+    from it). ``console`` shows the cache's progress and size (default: standard error)."""
     from fcnlab.data import build_dataset
 
     options = dict(config.options) if train else {**config.options, **config.val_options}
     transforms = build_transforms(config.transforms, train)
-    return _named(
+    dataset = _named(
         f"data ({config.name!r}, split {split!r})",
         lambda: build_dataset(
             config.name, root=config.root, split=split, transforms=transforms, task=task, **options
         ),
+    )
+    if config.cache and use_cache:
+        cache_split(dataset, config, split, console)
+    return dataset
+
+
+def cache_split(
+    dataset: Dataset, config: DataConfig, split: str, console: Console | None = None
+) -> None:
+    """Decode ``dataset`` (split ``split`` of ``config``) into memory, with ``data.num_workers``
+    threads, and say what it holds on ``console`` (only the first process of a group prints).
+
+    A data set that reads no files (``shapes`` draws its samples) is an error, and so is a
+    cache that would not fit in the memory available to this machine's processes (each process
+    of a distributed run holds its own copy)."""
+    from fcnlab.data.base import FileDataset
+    from fcnlab.data.cache import CacheTooLargeError, cache_dataset, format_bytes
+
+    if not isinstance(dataset, FileDataset):
+        raise ValueError(
+            f"data.cache: data set {config.name!r} reads no files (it draws its samples), so "
+            "there is nothing to decode and keep in memory; set data.cache: false"
+        )
+    if console is None:
+        # torchrun's RANK: the other processes of a group fill their caches quietly.
+        console = Console(stderr=True, quiet=os.environ.get("RANK", "0") != "0")
+    copies = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    start = time.perf_counter()
+    with Bars(console) as bars:
+        try:
+            cache = cache_dataset(
+                dataset,
+                config.num_workers,
+                lambda indices: bars.track(indices, f"decoding split {split!r} into memory"),
+                copies,
+            )
+        except CacheTooLargeError as error:
+            raise CacheTooLargeError(
+                f"data.cache: split {split!r}: {error}; set data.cache: false to decode the "
+                "files in every epoch"
+            ) from None
+    print_literal(
+        console,
+        f"data.cache: split {split!r} in memory: {cache.images} images, "
+        f"{format_bytes(cache.nbytes)}, decoded in {time.perf_counter() - start:.1f} s",
     )
 
 

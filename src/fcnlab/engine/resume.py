@@ -28,6 +28,7 @@ MAY_CHANGE = (
     "train.cudnn_benchmark",
     "train.deterministic",
     "data.num_workers",
+    "data.cache",
     "eval.batch_size",
     "eval.num_overlays",
 )
