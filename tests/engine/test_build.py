@@ -16,6 +16,7 @@ import torch
 from helpers.tinyseg import TinySegmenter, tiny_config, without_timing
 from PIL import Image
 from rich.console import Console
+from torch.utils.data import Dataset
 
 from fcnlab.config import DataConfig, TransformConfig
 from fcnlab.data import cache as cache_module
@@ -55,13 +56,13 @@ def data_config(root: Path, cache: bool, num_workers: int = 0) -> DataConfig:
 
 
 def epochs_of_batches(
-    config: DataConfig, epochs: int = 2, **build: object
+    dataset: Dataset, num_workers: int = 0
 ) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
-    """The engine's training batches (seed 3, batch 4) of ``epochs`` epochs of ``config``."""
-    samples = SeededSamples(build_split(config, "all", True, **build), seed=3)  # type: ignore[arg-type]
-    loader, sampler = train_loader(samples, DistInfo(), 4, 3, config.num_workers, False)
+    """The engine's training batches (seed 3, batch 4) of two epochs of ``dataset``."""
+    samples = SeededSamples(dataset, seed=3)
+    loader, sampler = train_loader(samples, DistInfo(), 4, 3, num_workers, False)
     batches = []
-    for epoch in range(epochs):
+    for epoch in range(2):
         samples.epoch = epoch
         sampler.set_position(epoch, 0)
         batches.append(list(loader))
@@ -79,9 +80,11 @@ def assert_same_batches(found: list, expected: list) -> None:
 
 def test_same_seeds_give_the_same_batches_with_the_cache(tmp_path: Path) -> None:
     root = write_squares(tmp_path / "data")
-    expected = epochs_of_batches(data_config(root, cache=False))
+    expected = epochs_of_batches(build_split(data_config(root, cache=False), "all", True))
     console = Console(file=io.StringIO(), width=200)
-    found = epochs_of_batches(data_config(root, cache=True), console=console)
+    found = epochs_of_batches(
+        build_split(data_config(root, cache=True), "all", True, console=console)
+    )
     assert_same_batches(found, expected)
     # the augmentation still differs from epoch to epoch
     first, second = (torch.cat([images for images, _ in epoch]) for epoch in expected)
@@ -95,18 +98,11 @@ def test_same_seeds_give_the_same_batches_with_the_cache(tmp_path: Path) -> None
 
 def test_workers_read_the_cache_not_the_files(tmp_path: Path) -> None:
     root = write_squares(tmp_path / "data")
-    expected = epochs_of_batches(data_config(root, cache=False))
+    expected = epochs_of_batches(build_split(data_config(root, cache=False), "all", True))
     config = data_config(root, cache=True, num_workers=2)
     dataset = build_split(config, "all", True, console=Console(quiet=True))
     shutil.rmtree(root)  # filled before any worker started: the files are no longer needed
-    samples = SeededSamples(dataset, seed=3)
-    loader, sampler = train_loader(samples, DistInfo(), 4, 3, 2, False)
-    found = []
-    for epoch in range(2):
-        samples.epoch = epoch
-        sampler.set_position(epoch, 0)
-        found.append(list(loader))
-    assert_same_batches(found, expected)
+    assert_same_batches(epochs_of_batches(dataset, num_workers=2), expected)
 
 
 def test_use_cache_false_and_data_sets_without_files(tmp_path: Path) -> None:
