@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from helpers.devices import DEVICES, assert_same_detections, to_device
+from helpers.fcos_reference import per_image_fcos_targets, random_box_targets
 
 from fcnlab.models import build_model
 from fcnlab.models.detection.decoding import ltrb_to_boxes
@@ -116,6 +117,30 @@ def test_loss_ignores_crowd_locations_and_trains() -> None:
         losses["loss"].backward()
         optimizer.step()
     assert losses["loss"].item() < first / 2
+
+
+def test_loss_and_gradients_equal_those_of_the_per_image_assignment() -> None:
+    # FCOS assigned each image in turn and stacked the results before its assignment was
+    # batched: on a seeded batch, every loss and every parameter's gradient is exactly the same.
+    torch.manual_seed(0)
+    model = build_model("fcos", 4, **TINY)
+    targets = random_box_targets(7, 6, (96, 80), num_classes=4)
+    outputs = model(torch.rand(6, 3, 96, 80))
+    made = [
+        per_image_fcos_targets(t, 4, outputs["points"], outputs["level"], model.strides,
+                               model.size_ranges, model.center_radius, i)
+        for i, t in enumerate(targets)
+    ]  # fmt: skip
+    stacked = {key: torch.stack([m[key] for m in made]) for key in made[0]}
+    expected = model.losses_for(outputs, stacked)
+    found = model.loss(outputs, targets)
+    assert expected.keys() == found.keys()
+    assert all(torch.equal(found[key], expected[key]) for key in expected)
+    assert int((stacked["labels"] >= 0).sum()) > 20
+    parameters = list(model.parameters())
+    want = torch.autograd.grad(expected["loss"], parameters, retain_graph=True)
+    got = torch.autograd.grad(found["loss"], parameters)
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
 
 
 def per_image_decode(

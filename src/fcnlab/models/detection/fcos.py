@@ -27,8 +27,9 @@ from fcnlab.models.detection.targets import (
     IGNORE,
     centerness_target,
     check_batch,
+    check_targets,
+    fcos_batch_targets,
     fcos_locations,
-    fcos_targets,
 )
 from fcnlab.models.necks import FPN
 from fcnlab.models.registry import MODELS, make_encoder
@@ -127,23 +128,22 @@ class FCOS(nn.Module):
     def targets(
         self, outputs: Mapping[str, torch.Tensor], targets: Sequence[Mapping[str, Any]]
     ) -> dict[str, torch.Tensor]:
-        """Stacked ``fcos_targets`` of a batch: "labels" (N, L), "ltrb" (N, L, 4) and "index"
-        (N, L), each location's assigned box (-1 where none)."""
+        """``fcos_targets`` of each image of a batch, computed for the whole batch at once
+        (``fcos_batch_targets``): "labels" (N, L), "ltrb" (N, L, 4) and "index" (N, L), each
+        location's assigned box (-1 where none)."""
         check_batch(targets, len(outputs["cls_logits"]))
-        made = [
-            fcos_targets(
-                t,
-                self.num_classes,
-                outputs["points"],
-                outputs["level"],
-                self.strides,
-                self.size_ranges,
-                self.center_radius,
-                i,
-            )
-            for i, t in enumerate(targets)
-        ]
-        return {key: torch.stack([m[key] for m in made]) for key in ("labels", "ltrb", "index")}
+        boxes, labels, crowd, counts = check_targets(targets, self.num_classes)
+        return fcos_batch_targets(
+            boxes,
+            labels,
+            crowd,
+            counts,
+            outputs["points"],
+            outputs["level"],
+            self.strides,
+            self.size_ranges,
+            self.center_radius,
+        )
 
     def loss(
         self, outputs: Mapping[str, torch.Tensor], targets: Sequence[Mapping[str, Any]]

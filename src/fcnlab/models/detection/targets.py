@@ -154,6 +154,16 @@ def centerness_target(ltrb: torch.Tensor) -> torch.Tensor:
     return ratio.clamp(min=0).sqrt()
 
 
+def check_targets(
+    targets: Sequence[Mapping[str, Any]], num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+    """``check_target`` of each image's target, concatenated image after image: boxes (M, 4),
+    labels (M,), crowd (M,) of the whole batch and each image's number of boxes."""
+    checked = [check_target(target, num_classes, i) for i, target in enumerate(targets)]
+    boxes, labels, crowd = (torch.cat(parts) for parts in zip(*checked, strict=True))
+    return boxes, labels, crowd, [len(box) for box, _, _ in checked]
+
+
 def fcos_targets(
     target: Mapping[str, Any],
     num_classes: int,
@@ -174,50 +184,90 @@ def fcos_targets(
     area. Returns ``labels`` (L,) (class, ``BACKGROUND`` -1, or ``IGNORE`` -2 for a location
     inside a crowd box and no other box), ``ltrb`` (L, 4), the distances to the assigned box, and
     ``index`` (L,) int64, the assigned box's row in the target (-1 where none), which picks an
-    instance segmentation target's mask.
+    instance segmentation target's mask. :func:`fcos_batch_targets` for a batch.
     """
     boxes, labels, crowd = check_target(target, num_classes, index)
-    boxes, labels, crowd = (
-        boxes.to(points.device),
-        labels.to(points.device),
-        crowd.to(points.device),
+    made = fcos_batch_targets(
+        boxes, labels, crowd, [len(boxes)], points, level, strides, size_ranges, center_radius
     )
-    if len(boxes) == 0:
+    return {key: value[0] for key, value in made.items()}
+
+
+def fcos_batch_targets(
+    boxes: torch.Tensor,
+    labels: torch.Tensor,
+    crowd: torch.Tensor,
+    counts: Sequence[int],
+    points: torch.Tensor,
+    level: torch.Tensor,
+    strides: Sequence[int],
+    size_ranges: Sequence[Sequence[float]],
+    center_radius: float | None = 1.5,
+) -> dict[str, torch.Tensor]:
+    """:func:`fcos_targets` of a batch of N images at once, on ``points``' device.
+
+    ``boxes`` (M, 4), ``labels`` (M,) and ``crowd`` (M,) bool hold the batch's boxes image after
+    image, ``counts[i]`` of them image ``i``'s (:func:`check_targets`). Returns ``labels`` (N, L),
+    ``ltrb`` (N, L, 4) and ``index`` (N, L), the assigned box's row in its own image's target.
+
+    Every (box, location) pair is computed once, whichever image the box is in, so the work is
+    that of one image after another without a Python loop over the images (on a GPU, a fixed
+    number of kernels per batch); only the choice of each location's box pads the images' boxes
+    to the most any image has.
+    """
+    device = points.device
+    num_images, num_boxes = len(counts), len(boxes)
+    if num_boxes == 0:
         return {
-            "labels": torch.full((len(points),), BACKGROUND, device=points.device),
-            "ltrb": torch.zeros(len(points), 4, device=points.device),
-            "index": torch.full((len(points),), -1, dtype=torch.long, device=points.device),
+            "labels": torch.full((num_images, len(points)), BACKGROUND, device=device),
+            "ltrb": torch.zeros(num_images, len(points), 4, device=device),
+            "index": torch.full((num_images, len(points)), -1, dtype=torch.long, device=device),
         }
-    x, y = points[:, :1], points[:, 1:]
-    ltrb = torch.stack(
-        (x - boxes[:, 0], y - boxes[:, 1], boxes[:, 2] - x, boxes[:, 3] - y), dim=-1
-    )  # (L, M, 4)
-    inside = ltrb.min(-1).values > 0
+    boxes, labels, crowd = boxes.to(device), labels.to(device), crowd.to(device)
+    sizes = torch.tensor(counts, device=device)
+    starts = sizes.cumsum(0) - sizes
+    owner = torch.arange(num_images, device=device).repeat_interleave(sizes, output_size=num_boxes)
+    slot = torch.arange(num_boxes, device=device) - starts[owner]
+    # Boxes along rows, locations along columns: (M, L).
+    x, y = points[:, 0], points[:, 1]
+    x1, y1, x2, y2 = boxes[:, 0:1], boxes[:, 1:2], boxes[:, 2:3], boxes[:, 3:4]
+    left, top, right, bottom = x - x1, y - y1, x2 - x, y2 - y
+    inside = torch.minimum(torch.minimum(left, top), torch.minimum(right, bottom)) > 0
     if center_radius is None:
         sampled = inside
     else:
-        radius = torch.tensor(strides, device=points.device)[level][:, None] * center_radius
-        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-        region = torch.stack(
-            (
-                x - torch.maximum(cx - radius, boxes[:, 0]),
-                y - torch.maximum(cy - radius, boxes[:, 1]),
-                torch.minimum(cx + radius, boxes[:, 2]) - x,
-                torch.minimum(cy + radius, boxes[:, 3]) - y,
-            ),
-            dim=-1,
+        radius = torch.tensor(strides, device=device)[level] * center_radius
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        sampled = (
+            torch.minimum(
+                torch.minimum(
+                    x - torch.maximum(cx - radius, x1), y - torch.maximum(cy - radius, y1)
+                ),
+                torch.minimum(
+                    torch.minimum(cx + radius, x2) - x, torch.minimum(cy + radius, y2) - y
+                ),
+            )
+            > 0
         )
-        sampled = region.min(-1).values > 0
-    ranges = torch.tensor(size_ranges, dtype=points.dtype, device=points.device)[level]
-    reach = ltrb.max(-1).values
-    in_range = (reach >= ranges[:, :1]) & (reach <= ranges[:, 1:])
-    candidate = sampled & in_range & ~crowd
-    best_area, best = torch.where(candidate, box_area(boxes)[None, :], math.inf).min(dim=1)
+    ranges = torch.tensor(size_ranges, dtype=points.dtype, device=device)[level]
+    reach = torch.maximum(torch.maximum(left, top), torch.maximum(right, bottom))
+    in_range = (reach >= ranges[:, 0]) & (reach <= ranges[:, 1])
+    candidate = sampled & in_range & ~crowd[:, None]
+    cost = torch.where(candidate, box_area(boxes)[:, None], math.inf)
+    # Each image's boxes in a row of its own, padded with inf: the least area of each image's
+    # candidates, the first of equal ones (torch.min's rule), as one image alone would pick.
+    padded = cost.new_full((num_images, len(points), max(counts)), math.inf)
+    padded[owner, :, slot] = cost
+    best_area, best = padded.min(dim=2)
     positive = best_area.isfinite()
-    in_crowd = (inside & crowd).any(dim=1)
-    assigned = torch.where(positive, labels[best], torch.where(in_crowd, IGNORE, BACKGROUND))
+    hits = (inside & crowd[:, None]).to(points.dtype)
+    in_crowd = hits.new_zeros(num_images, len(points)).index_add_(0, owner, hits) > 0
+    chosen = (starts[:, None] + best).clamp(max=num_boxes - 1)
+    assigned = torch.where(positive, labels[chosen], torch.where(in_crowd, IGNORE, BACKGROUND))
+    box = boxes[chosen]
+    ltrb = torch.stack((x - box[..., 0], y - box[..., 1], box[..., 2] - x, box[..., 3] - y), dim=-1)
     return {
         "labels": assigned,
-        "ltrb": ltrb[torch.arange(len(points), device=points.device), best],
+        "ltrb": torch.where((sizes > 0)[:, None, None], ltrb, 0.0),
         "index": torch.where(positive, best, -1),
     }
