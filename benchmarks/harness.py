@@ -1,13 +1,17 @@
 """What the benchmark scripts share: wall-clock timing (CUDA synchronised around calls), peak
-resident memory on Linux, and rows measured in a fresh child interpreter."""
+resident memory on Linux, rows measured in a fresh child interpreter, rounds of such rows in
+alternating order, and the rate the engine logs."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -67,3 +71,47 @@ def run_child(command: list[str]) -> dict:
         last = (done.stderr.strip().splitlines() or ["failed"])[-1]
         return {"error": last[:100]}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child_command(
+    script: str, child: Sequence[str], args: argparse.Namespace, options: Sequence[str]
+) -> list[str]:
+    """The command that reruns ``script`` as ``--child *child`` with the same ``options`` (the
+    names of valued ``args``)."""
+    command = [sys.executable, script, "--child", *child]
+    for option in options:
+        command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+    return command
+
+
+def alternating_rounds(
+    loops: Sequence[str], rounds: int, run: Callable[[str], dict]
+) -> dict[str, list[dict]]:
+    """``rounds`` rows of each of ``loops`` from ``run(loop)`` (a fresh interpreter each:
+    :func:`run_child`), in the given order in even rounds and reversed in odd ones, so that
+    neither a loop's place nor the machine's drift favours one loop. Raises a RuntimeError
+    naming the loop whose row is an error."""
+    rows: dict[str, list[dict]] = {loop: [] for loop in loops}
+    for round_ in range(rounds):
+        for loop in loops if round_ % 2 == 0 else loops[::-1]:
+            row = run(loop)
+            if "error" in row:
+                raise RuntimeError(f"{loop}: {row['error']}")
+            rows[loop].append(row)
+    return rows
+
+
+def median_range(values: Sequence[float], digits: int = 2) -> str:
+    """``"median (min .. max)"`` of ``values``, each with ``digits`` decimals."""
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return f"{mid:.{digits}f} ({low:.{digits}f} .. {high:.{digits}f})"
+
+
+def engine_images_per_s(run_dir: str | Path) -> float:
+    """Images/s the engine logged over a run's training steps after its first log window (the
+    warm-up): the harmonic mean of the windows' rates, which for windows of equal length is the
+    overall rate."""
+    from fcnlab.engine import read_metrics
+
+    rates = [r["images_per_s"] for r in read_metrics(run_dir) if r["kind"] == "train"][1:]
+    return len(rates) / sum(1 / rate for rate in rates)
