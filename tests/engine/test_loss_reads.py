@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.tinyseg import NanAtCall, tiny_config, without_timing
+from helpers.tinyseg import NanAtCall, assert_same_run, tiny_config
 from helpers.tinyseg import train_squares as run
 
-from fcnlab.engine import NonFiniteLossError, TrainingInterrupted, load_checkpoint, read_metrics
+from fcnlab.engine import NonFiniteLossError, TrainingInterrupted, load_checkpoint
 from fcnlab.engine.loss_reads import UnreadLosses
-from fcnlab.runtime.checkpoint import load_weights
 
 
 def test_unread_losses_come_back_in_order_in_one_read() -> None:
@@ -48,13 +47,7 @@ def test_reading_every_few_steps_trains_and_logs_the_same_run(
     few = run(tiny_config(tmp_path, "few", log_every=4), read_every=4)
     # Stage 1 is 2 epochs of 4 steps, stage 2 5 steps: read at steps 4, 8, 12 and 13.
     assert reads == [4, 4, 4, 1]
-    expected = load_weights(every_step.final_weights)  # type: ignore[arg-type]
-    got = load_weights(few.final_weights)  # type: ignore[arg-type]
-    for key in expected:
-        assert torch.equal(expected[key], got[key]), key
-    assert without_timing(read_metrics(every_step.run_dir)) == without_timing(
-        read_metrics(few.run_dir)
-    )
+    assert_same_run(every_step, few)
 
 
 def test_a_nan_read_later_is_named_by_its_step_and_never_saved(tmp_path: Path) -> None:
@@ -78,10 +71,4 @@ def test_an_interrupted_run_reading_every_few_steps_resumes_exactly(tmp_path: Pa
         with pytest.raises(TrainingInterrupted, match=f"after step {stop} "):
             run(config, stop_after_steps=stop, resume=stop != 3, read_every=4)
     pieces = run(config, resume=True, read_every=4)
-    expected = load_weights(whole.final_weights)  # type: ignore[arg-type]
-    got = load_weights(pieces.final_weights)  # type: ignore[arg-type]
-    for key in expected:
-        assert torch.equal(expected[key], got[key]), key
-    assert without_timing(read_metrics(whole.run_dir)) == without_timing(
-        read_metrics(pieces.run_dir)
-    )
+    assert_same_run(whole, pieces)

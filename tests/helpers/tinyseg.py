@@ -20,7 +20,8 @@ from fcnlab.config import (
     StageConfig,
     TrainConfig,
 )
-from fcnlab.engine import TrainResult, train
+from fcnlab.engine import TrainResult, read_metrics, train
+from fcnlab.runtime.checkpoint import load_weights
 
 
 class TinySegmenter(nn.Module):
@@ -107,3 +108,16 @@ class NanAtCall(nn.Module):
         self.calls += 1
         loss = nn.functional.cross_entropy(logits, target)
         return loss * float("nan") if self.calls >= self.at else loss
+
+
+def assert_same_run(expected: TrainResult, got: TrainResult) -> None:
+    """Two runs ended with bitwise equal final weights and the same ``metrics.jsonl`` (but for
+    their images/s)."""
+    want = load_weights(expected.final_weights)  # type: ignore[arg-type]
+    have = load_weights(got.final_weights)  # type: ignore[arg-type]
+    assert want.keys() == have.keys()
+    for key in want:
+        assert torch.equal(want[key], have[key]), key
+    assert without_timing(read_metrics(expected.run_dir)) == without_timing(
+        read_metrics(got.run_dir)
+    )
