@@ -41,14 +41,20 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from harness import reset_peak_rss, run_child, status_bytes
+from harness import (
+    alternating_rounds,
+    child_command,
+    engine_images_per_s,
+    reset_peak_rss,
+    run_child,
+    status_bytes,
+)
 from PIL import Image
 from rich.console import Console
 from torch import nn
@@ -63,7 +69,7 @@ from fcnlab.config import (
     StageConfig,
     TrainConfig,
 )
-from fcnlab.engine import read_metrics, train
+from fcnlab.engine import train
 from fcnlab.models.from_config import build_model_from_config
 from fcnlab.runtime.precision import autocast
 
@@ -191,11 +197,8 @@ def engine_loop(
             console=Console(quiet=True),
             progress=False,
         )
-        # Log windows are `warmup` steps long; the first is the warmup. Equal windows: the
-        # overall rate is the harmonic mean of the windows' rates.
-        rates = [r["images_per_s"] for r in read_metrics(result.run_dir) if r["kind"] == "train"]
-        timed = rates[1:]
-        return len(timed) / sum(1 / r for r in timed)
+        # Log windows are `warmup` steps long; the first is the warmup.
+        return engine_images_per_s(result.run_dir)
 
 
 def measure(args: argparse.Namespace, loop: str, name: str, device: torch.device) -> dict:
@@ -222,9 +225,7 @@ def run_loop(args: argparse.Namespace, loop: str, name: str, device: torch.devic
         "size", "batch", "steps", "warmup", "width", "threads", "num_classes", "optimizer",
         "workers", "upsample", "amp",
     )  # fmt: skip
-    command = [sys.executable, __file__, "--child", loop, name, device.type]
-    for option in options:
-        command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+    command = child_command(__file__, [loop, name, device.type], args, options)
     for flag in ("channels_last", "cudnn_benchmark"):
         command += [f"--{flag.replace('_', '-')}"] if getattr(args, flag) else []
     return run_child(command)
@@ -233,13 +234,12 @@ def run_loop(args: argparse.Namespace, loop: str, name: str, device: torch.devic
 def compare(args: argparse.Namespace, name: str, device: torch.device) -> str:
     """``--pairs`` runs of the chosen loops in alternating order; one markdown row."""
     loops = [loop for loop in LOOPS if loop in args.loops]
-    rows: dict[str, list[dict]] = {loop: [] for loop in loops}
-    for pair in range(args.pairs):
-        for loop in loops if pair % 2 == 0 else loops[::-1]:
-            row = run_loop(args, loop, name, device)
-            if "error" in row:
-                return f"| {name} | {device.type} | error ({loop}): {row['error']} |"
-            rows[loop].append(row)
+    try:
+        rows = alternating_rounds(
+            loops, args.pairs, lambda loop: run_loop(args, loop, name, device)
+        )
+    except RuntimeError as error:
+        return f"| {name} | {device.type} | error ({error}) |"
     rates = {loop: [r["images_per_s"] for r in rows[loop]] for loop in loops}
     cells = [f"{statistics.median(rates[loop]):.2f}" for loop in loops]
     for loop in loops[1:] if "plain" in rates else []:
